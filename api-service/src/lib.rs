@@ -1,0 +1,121 @@
+//! The scholarship API: catalogue, eligibility, recommendations and applications.
+//!
+//! [`app`] builds the whole HTTP surface from a [`state::AppState`]; [`serve`] runs it with
+//! the start-up tasks (migrations, housekeeping) and graceful shutdown.
+
+pub mod config;
+pub mod eligibility;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod openapi;
+pub mod recommend;
+pub mod routes;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use routes::app;
+use state::{AppState, SharedState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("--database-url: {0}")]
+    DatabaseUrl(#[from] sqlx::Error),
+    #[error("HTTP client for the model endpoint: {0}")]
+    HttpClient(reqwest::Error),
+    #[error("listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Runs the service on `listener` until `shutdown` resolves, then drains: readiness turns
+/// false, new connections are refused after the drain delay, in-flight requests finish
+/// (bounded by the grace period).
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let state: SharedState = Arc::new(state);
+    tokio::spawn(migrate_until_done(state.clone()));
+    tokio::spawn(purge_expired_idempotency_keys(state.clone()));
+
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining");
+            state.lifecycle.start_draining();
+            tokio::time::sleep(state.config.shutdown_drain()).await;
+            let _ = drained_tx.send(());
+        }
+    };
+    let grace = state.config.shutdown_grace();
+    let server = axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(draining);
+
+    let deadline = async move {
+        if drained_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests outlived the grace period"),
+    }
+    state.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Applies migrations, retrying while PostgreSQL is unreachable; readiness waits for this.
+async fn migrate_until_done(state: SharedState) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match store::MIGRATOR.run(&state.db).await {
+            Ok(()) => {
+                state.lifecycle.mark_migrated();
+                tracing::info!("database migrations applied");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "database migrations failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn purge_expired_idempotency_keys(state: SharedState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if !state.lifecycle.migrated() {
+            continue;
+        }
+        let store = idempotency::Store {
+            db: &state.db,
+            ttl: state.config.idempotency_ttl(),
+        };
+        match store.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
+            Err(e) => tracing::warn!(error = %e, "purging expired idempotency keys failed"),
+        }
+    }
+}
