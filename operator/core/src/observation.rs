@@ -1,0 +1,41 @@
+//! What the shell observed this tick, as a plain value: the only input `decide` has about
+//! the outside world.
+
+use std::collections::BTreeMap;
+
+/// One reading of a gate or rollback metric.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reading {
+    /// A value backed by `samples` observations (requests, probes, ...).
+    Value { value: f64, samples: u64 },
+    /// The query returned nothing (no traffic yet, series absent).
+    NoData,
+    /// The provider failed (timeout, HTTP error, Redis unreachable).
+    Error(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct DeploymentObservation {
+    /// Image of the Deployment's first container.
+    pub image: Option<String>,
+    /// The Deployment has rolled out this image and reports `Available`.
+    pub available: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Observation {
+    /// `metadata.generation` of the CanaryPromotion.
+    pub generation: i64,
+    /// Gate readings by gate name (see [`crate::plan::Plan::gates`]); a gate without an
+    /// entry has no data.
+    pub gates: BTreeMap<String, Reading>,
+    /// Rollback readings by criterion metric name.
+    pub criteria: BTreeMap<String, Reading>,
+    /// Canary weight the router currently carries, if it could be read.
+    pub router_weight: Option<u32>,
+    pub stable: DeploymentObservation,
+    /// Image the canary Deployment runs.
+    pub canary_image: Option<String>,
+    /// Raw value of the `scholarship.dev/action` annotation.
+    pub action: Option<String>,
+}

@@ -1,0 +1,276 @@
+//! The spec compiled into typed values (durations, thresholds, gate list), with the same
+//! rules the CRD enforces. The API server should never let an invalid spec through, but
+//! `decide` re-checks because CRDs can be installed without validation (or an old schema).
+
+use chrono::TimeDelta;
+
+use crate::duration::{DurationError, parse_duration};
+use crate::spec::{NoDataPolicy, PromotionSpec, PromotionStrategy};
+use crate::threshold::{Threshold, ThresholdError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedStep {
+    pub weight: u32,
+    pub bake: TimeDelta,
+    pub require_approval: bool,
+}
+
+/// One go/no-go gate: the name the shell reports readings under, and how to judge them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSpec {
+    pub name: String,
+    pub threshold: Threshold,
+    pub no_data: NoDataPolicy,
+    pub min_samples: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    Above(f64),
+    Below(f64),
+}
+
+impl Bound {
+    pub fn breached_by(self, value: f64) -> bool {
+        match self {
+            Bound::Above(limit) => value > limit,
+            Bound::Below(limit) => value < limit,
+        }
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Above(v) => write!(f, "> {v}"),
+            Bound::Below(v) => write!(f, "< {v}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CriterionSpec {
+    pub metric: String,
+    pub bound: Bound,
+    pub window: TimeDelta,
+    pub min_samples: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<PlannedStep>,
+    pub interval: TimeDelta,
+    pub progress_deadline: Option<TimeDelta>,
+    pub gates: Vec<GateSpec>,
+    pub criteria: Vec<CriterionSpec>,
+    pub strategy: PromotionStrategy,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("spec.{field}: {source}")]
+    Duration { field: String, source: DurationError },
+    #[error("spec.{field}: {source}")]
+    Threshold { field: String, source: ThresholdError },
+    #[error("spec.{field}: {reason}")]
+    Invalid { field: String, reason: &'static str },
+}
+
+fn invalid(field: impl Into<String>, reason: &'static str) -> SpecError {
+    SpecError::Invalid {
+        field: field.into(),
+        reason,
+    }
+}
+
+fn duration(field: impl Into<String>, s: &str) -> Result<TimeDelta, SpecError> {
+    parse_duration(s).map_err(|source| SpecError::Duration {
+        field: field.into(),
+        source,
+    })
+}
+
+fn threshold(field: impl Into<String>, s: &str) -> Result<Threshold, SpecError> {
+    Threshold::parse(s).map_err(|source| SpecError::Threshold {
+        field: field.into(),
+        source,
+    })
+}
+
+impl Plan {
+    pub fn compile(spec: &PromotionSpec) -> Result<Plan, SpecError> {
+        let t = &spec.traffic;
+        let routers = [t.nginx.is_some(), t.gateway_api.is_some(), t.replicas.is_some()];
+        if routers.iter().filter(|r| **r).count() != 1 {
+            return Err(invalid(
+                "traffic",
+                "exactly one of nginx, gatewayApi or replicas must be set",
+            ));
+        }
+        let steps = compile_steps(spec)?;
+        let interval = duration("interval", &spec.interval)?;
+        if interval < TimeDelta::seconds(1) {
+            return Err(invalid("interval", "must be at least 1s"));
+        }
+        let progress_deadline = spec
+            .progress_deadline
+            .as_deref()
+            .map(|d| duration("progressDeadline", d))
+            .transpose()?;
+        Ok(Plan {
+            steps,
+            interval,
+            progress_deadline,
+            gates: compile_gates(spec)?,
+            criteria: compile_criteria(spec)?,
+            strategy: spec.promotion.strategy,
+        })
+    }
+
+    pub fn last_weight(&self) -> u32 {
+        self.steps.last().map_or(0, |s| s.weight)
+    }
+}
+
+fn compile_steps(spec: &PromotionSpec) -> Result<Vec<PlannedStep>, SpecError> {
+    if spec.steps.is_empty() {
+        return Err(invalid("steps", "at least one step is required"));
+    }
+    let mut previous = 0;
+    let mut steps = Vec::with_capacity(spec.steps.len());
+    for (i, step) in spec.steps.iter().enumerate() {
+        if !(1..=100).contains(&step.weight) {
+            return Err(invalid(format!("steps[{i}].weight"), "must be in 1..100"));
+        }
+        if step.weight <= previous {
+            return Err(invalid("steps", "weights must be strictly increasing"));
+        }
+        previous = step.weight;
+        steps.push(PlannedStep {
+            weight: step.weight,
+            bake: duration(format!("steps[{i}].bake"), &step.bake)?,
+            require_approval: step.require_approval,
+        });
+    }
+    if previous != 100 {
+        return Err(invalid("steps", "the last step must have weight 100"));
+    }
+    Ok(steps)
+}
+
+fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
+    let mut gates = Vec::new();
+    let mut push = |name: String, field: String, expr: &str, no_data, min_samples: u32| {
+        gates.push(GateSpec {
+            name,
+            threshold: threshold(field, expr)?,
+            no_data,
+            min_samples: u64::from(min_samples),
+        });
+        Ok::<(), SpecError>(())
+    };
+    if let Some(sli) = &spec.gates.sli {
+        for (key, expr) in [
+            ("availability", &sli.availability),
+            ("p95LatencyMs", &sli.p95_latency_ms),
+            ("errorRate5xx", &sli.error_rate5xx),
+            ("rateLimited429", &sli.rate_limited429),
+        ] {
+            if let Some(expr) = expr {
+                push(
+                    format!("sli.{key}"),
+                    format!("gates.sli.{key}"),
+                    expr,
+                    sli.no_data,
+                    sli.min_samples,
+                )?;
+            }
+        }
+    }
+    if let Some(redis) = &spec.gates.redis {
+        // Boolean requirements become gates on 0/1 readings from the Redis probe, so they
+        // share judgement, status and events with every other gate.
+        for (key, field, required) in [
+            ("tls", "requireTls", redis.require_tls),
+            ("auth", "requireAuth", redis.require_auth),
+            ("replica", "requireReplica", redis.require_replica),
+        ] {
+            if required {
+                push(
+                    format!("redis.{key}"),
+                    format!("gates.redis.{field}"),
+                    "== 1",
+                    redis.no_data,
+                    redis.min_samples,
+                )?;
+            }
+        }
+        for (key, expr) in [
+            ("p95LatencyMs", &redis.p95_latency_ms),
+            ("fragmentationRatio", &redis.fragmentation_ratio),
+            ("evictedKeys", &redis.evicted_keys),
+            ("limiterErrors", &redis.limiter_errors),
+        ] {
+            if let Some(expr) = expr {
+                push(
+                    format!("redis.{key}"),
+                    format!("gates.redis.{key}"),
+                    expr,
+                    redis.no_data,
+                    redis.min_samples,
+                )?;
+            }
+        }
+    }
+    if let Some(replay) = &spec.gates.replay_protection {
+        // The probe reports how many replayed tokens the canary accepted.
+        push(
+            "replayProtection".to_owned(),
+            "gates.replayProtection".to_owned(),
+            "== 0",
+            replay.no_data,
+            replay.min_samples,
+        )?;
+    }
+    for (i, custom) in spec.gates.custom.iter().enumerate() {
+        push(
+            format!("custom.{}", custom.name),
+            format!("gates.custom[{i}].condition"),
+            &custom.condition,
+            custom.no_data,
+            custom.min_samples,
+        )?;
+    }
+    let mut names: Vec<&str> = gates.iter().map(|g| g.name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(invalid("gates.custom", "names must be unique"));
+    }
+    Ok(gates)
+}
+
+fn compile_criteria(spec: &PromotionSpec) -> Result<Vec<CriterionSpec>, SpecError> {
+    let mut criteria: Vec<CriterionSpec> = Vec::with_capacity(spec.rollback.len());
+    for (i, c) in spec.rollback.iter().enumerate() {
+        let bound = match (c.above, c.below) {
+            (Some(v), None) if v.is_finite() => Bound::Above(v),
+            (None, Some(v)) if v.is_finite() => Bound::Below(v),
+            _ => {
+                return Err(invalid(
+                    format!("rollback[{i}]"),
+                    "exactly one of above or below must be set",
+                ));
+            }
+        };
+        if criteria.iter().any(|other| other.metric == c.metric) {
+            return Err(invalid("rollback", "metric names must be unique"));
+        }
+        criteria.push(CriterionSpec {
+            metric: c.metric.clone(),
+            bound,
+            window: duration(format!("rollback[{i}].for"), &c.for_)?,
+            min_samples: u64::from(c.min_samples),
+        });
+    }
+    Ok(criteria)
+}

@@ -1,0 +1,346 @@
+//! The user-facing spec of a CanaryPromotion.
+//!
+//! These types are the single source of truth for the CRD schema: the operator crate wraps
+//! them in kube's `CustomResource` derive. Field-level bounds are plain OpenAPI (`pattern`,
+//! `minimum`, `maxItems`, ...); cross-field rules are CEL (`x-kubernetes-validations`). Every
+//! list and string is bounded so the API server can bound the CEL cost.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::DURATION_PATTERN;
+use crate::threshold::THRESHOLD_PATTERN;
+
+/// A Kubernetes object name (DNS subdomain).
+const NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+/// A DNS label, used for names that become part of gate names.
+const LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A metric name in the operator's vocabulary (camelCase, e.g. `p95LatencyMs`).
+const METRIC_PATTERN: &str = "^[a-zA-Z][a-zA-Z0-9]*$";
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionSpec {
+    /// The Deployment that serves production traffic and receives the canary image on promotion.
+    pub stable: StableRef,
+    /// The Deployment that runs the new version.
+    pub canary: CanaryRef,
+    /// How traffic is split between stable and canary (exactly one router).
+    pub traffic: Traffic,
+    /// Weighted steps, walked in order. Weights strictly increase and the last one is 100.
+    #[schemars(length(min = 1, max = 20))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.map(s, s.weight).isSorted() && self.all(s, self.filter(t, t.weight == s.weight).size() == 1)",
+         "message": "spec.steps: weights must be strictly increasing", "reason": "FieldValueInvalid"},
+        {"rule": "self[size(self) - 1].weight == 100",
+         "message": "spec.steps: the last step must have weight 100", "reason": "FieldValueInvalid"}
+    ]))]
+    pub steps: Vec<Step>,
+    /// How often gates and rollback criteria are evaluated (Go duration, at least 1s).
+    #[serde(default = "default_interval")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) >= duration('1s')", "message": "spec.interval: must be at least 1s"}
+    ]))]
+    pub interval: String,
+    /// Longest a step (or the final promotion) may take beyond its bake before the
+    /// promotion fails and traffic returns to stable. Unset: wait indefinitely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub progress_deadline: Option<String>,
+    /// Where gate and rollback metrics come from.
+    pub metrics: MetricSource,
+    /// Go/no-go gates: all must pass continuously for a step's whole bake before it advances.
+    #[serde(default)]
+    pub gates: Gates,
+    /// Rollback criteria: any one breached continuously for its `for` window rolls back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(c, self.filter(d, d.metric == c.metric).size() == 1)",
+         "message": "spec.rollback: metric names must be unique"}
+    ]))]
+    pub rollback: Vec<RollbackCriterion>,
+    /// What happens after the last step is green.
+    #[serde(default)]
+    pub promotion: Promotion,
+    /// Standing pause (GitOps-friendly): weight is held, the bake clock restarts on resume.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_interval() -> String {
+    "30s".to_owned()
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StableRef {
+    /// Name of the stable Deployment (same namespace).
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub deployment: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryRef {
+    /// Name of the canary Deployment (same namespace).
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub deployment: String,
+    /// Image to promote. Unset: the image the canary Deployment runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), pattern(r"^[^\s]+$"))]
+    pub image: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.nginx) ? 1 : 0) + (has(self.gatewayApi) ? 1 : 0) + (has(self.replicas) ? 1 : 0) == 1",
+     "message": "spec.traffic: exactly one of nginx, gatewayApi or replicas must be set"}
+]))]
+pub struct Traffic {
+    /// NGINX ingress: the operator sets `nginx.ingress.kubernetes.io/canary-weight` on this Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxRouter>,
+    /// Gateway API: the operator sets backend weights on this HTTPRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<GatewayApiRouter>,
+    /// No L7 router: the weight is approximated by the canary/stable replica ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicasRouter>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NginxRouter {
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub canary_ingress: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiRouter {
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub http_route: String,
+    /// Service name of the stable backendRef.
+    #[schemars(length(min = 1, max = 63), pattern(LABEL_PATTERN))]
+    pub stable_backend: String,
+    /// Service name of the canary backendRef.
+    #[schemars(length(min = 1, max = 63), pattern(LABEL_PATTERN))]
+    pub canary_backend: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicasRouter {}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// Percentage of traffic sent to the canary during this step.
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: u32,
+    /// How long every gate must pass continuously at this weight before advancing.
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub bake: String,
+    /// After the bake, wait for a `resume` action (annotation) before advancing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_approval: bool,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSource {
+    pub prometheus: PrometheusSource,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL of the Prometheus HTTP API.
+    #[schemars(length(max = 512), pattern("^https?://[^\\s]+$"))]
+    pub address: String,
+}
+
+/// What a gate concludes when it has no reading (or fewer samples than `minSamples`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum NoDataPolicy {
+    /// Do not advance while data is missing, but do not restart the bake either.
+    #[default]
+    Hold,
+    /// Missing data is a failure: it restarts the bake.
+    Fail,
+    /// Missing data counts as passing (for gates on rare events).
+    Pass,
+}
+
+fn default_min_samples() -> u32 {
+    1
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Gates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sli: Option<SliGates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisGates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_protection: Option<ReplayProtectionGate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(g, self.filter(h, h.name == g.name).size() == 1)",
+         "message": "spec.gates.custom: names must be unique"}
+    ]))]
+    pub custom: Vec<CustomGate>,
+}
+
+/// Service-level gates on the canary track (`track="canary"` series).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SliGates {
+    /// Share of non-5xx responses, e.g. ">= 0.999".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub availability: Option<String>,
+    /// p95 request latency in milliseconds, e.g. "<= 220".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub p95_latency_ms: Option<String>,
+    /// Share of 5xx responses, e.g. "<= 0.005".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub error_rate5xx: Option<String>,
+    /// Share of 429 responses, e.g. "<= 0.01".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub rate_limited429: Option<String>,
+    #[serde(default)]
+    pub no_data: NoDataPolicy,
+    /// Readings backed by fewer samples (requests) count as no data.
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(max = 1_000_000))]
+    pub min_samples: u32,
+}
+
+/// Redis health as the canary sees it, checked by the operator's own probe.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisGates {
+    /// Secret with the Redis URL and credentials the probe uses.
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub secret_ref: String,
+    #[serde(default)]
+    pub require_tls: bool,
+    #[serde(default)]
+    pub require_auth: bool,
+    #[serde(default)]
+    pub require_replica: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub p95_latency_ms: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub fragmentation_ratio: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub evicted_keys: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub limiter_errors: Option<String>,
+    #[serde(default)]
+    pub no_data: NoDataPolicy,
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(max = 1_000_000))]
+    pub min_samples: u32,
+}
+
+/// JWT replay protection across canary pods: a token replayed to a second pod must be refused.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayProtectionGate {
+    pub probe: ReplayProbe,
+    #[serde(default)]
+    pub no_data: NoDataPolicy,
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(max = 1_000_000))]
+    pub min_samples: u32,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayProbe {
+    /// Secret with the client credentials of the probe identity.
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub token_secret_ref: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomGate {
+    /// Gate name; shown as `custom.<name>` in status.
+    #[schemars(length(min = 1, max = 63), pattern(LABEL_PATTERN))]
+    pub name: String,
+    /// PromQL returning one scalar for the canary.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+    /// e.g. "< 0.05".
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub condition: String,
+    #[serde(default)]
+    pub no_data: NoDataPolicy,
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(max = 1_000_000))]
+    pub min_samples: u32,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.above) != has(self.below)",
+     "message": "spec.rollback[]: exactly one of above or below must be set"}
+]))]
+pub struct RollbackCriterion {
+    /// Metric name, e.g. p95LatencyMs, errorRate5xx, limiterRedisErrors, rateLimited429,
+    /// openaiFallbackRate, dbPoolUtilization (built-in queries), or any name with `query`.
+    #[schemars(length(min = 1, max = 63), pattern(METRIC_PATTERN))]
+    pub metric: String,
+    /// Breached while the value is strictly above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// Breached while the value is strictly below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// How long the breach must hold continuously before rolling back.
+    #[serde(rename = "for")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub for_: String,
+    /// PromQL overriding the built-in query for `metric`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: Option<String>,
+    /// Readings backed by fewer samples neither breach nor clear the window.
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(max = 1_000_000))]
+    pub min_samples: u32,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    #[serde(default)]
+    pub strategy: PromotionStrategy,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum PromotionStrategy {
+    /// The operator sets the stable Deployment's image itself.
+    #[default]
+    Patch,
+    /// Something else (GitOps) sets the stable image; the operator waits for it.
+    External,
+}

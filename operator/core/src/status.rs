@@ -1,0 +1,116 @@
+//! What the operator records in `.status`: everything `decide` needs after a restart, as
+//! timestamps rather than in-memory timers, plus what users read (printer columns).
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::conditions::Condition;
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Progressing,
+    Paused,
+    Promoting,
+    Promoted,
+    RollingBack,
+    RolledBack,
+    Failed,
+}
+
+impl Phase {
+    /// Phases that only a new generation (or, for `Failed`, a `retry`) leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Promoted | Phase::RolledBack | Phase::Failed)
+    }
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryPromotionStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    /// 1-based index of the current step; 0 before the first step.
+    #[serde(default)]
+    pub current_step: u32,
+    /// "current/total", for the STEP printer column.
+    #[serde(default)]
+    pub step_label: String,
+    /// Canary traffic percentage the operator wants the router to carry.
+    #[serde(default)]
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// Since when every gate has passed without interruption (unset while one does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates_passing_since: Option<DateTime<Utc>>,
+    /// When `spec.paused` took effect; unset when not paused by spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<DateTime<Utc>>,
+    /// When the last step finished and promotion began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_started_at: Option<DateTime<Utc>>,
+    /// Step (1-based) a `resume` action approved, for steps with `requireApproval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_step: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_canary_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateStatus>,
+    /// "passing/total", for the GATES printer column.
+    #[serde(default)]
+    pub gates_summary: String,
+    /// First gate that is not passing, for `-o wide`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_gate: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollback: Vec<CriterionStatus>,
+    #[serde(default)]
+    pub message: String,
+    /// The last `scholarship.dev/action` annotation value acted upon (acknowledgement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_action: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateState {
+    Passing,
+    Failing,
+    NoData,
+    Error,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    pub name: String,
+    pub state: GateState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    pub threshold: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    /// When the gate entered its current state.
+    pub since: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CriterionStatus {
+    pub metric: String,
+    /// e.g. "> 250".
+    pub threshold: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Start of the current uninterrupted breach; unset while not breached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breach_since: Option<DateTime<Utc>>,
+}
