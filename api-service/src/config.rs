@@ -72,6 +72,65 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 25)]
     pub shutdown_grace_seconds: u64,
 
+    /// Redis for the distributed rate limiter: `redis://` or `rediss://` (TLS), with
+    /// `user:password@` for ACL/AUTH and `/db`. Without it rate limiting is off.
+    #[arg(long, env = "REDIS_URL", value_parser = parse_redis_url, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Sentinel addresses (host:port, comma-separated); the primary is then found through
+    /// them and followed across failovers, and the host in --redis-url is ignored.
+    #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+
+    /// The Sentinel master name.
+    #[arg(long, env = "REDIS_MASTER_NAME", default_value = "mymaster")]
+    pub redis_master_name: String,
+
+    /// Password for the Sentinels themselves (if they require one).
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<String>,
+
+    /// PEM file of the CA that signed the Redis server certificate (rediss://).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
+    /// DEVELOPMENT ONLY: accept any Redis TLS certificate.
+    #[arg(long, env = "REDIS_INSECURE_SKIP_VERIFY")]
+    pub redis_insecure_skip_verify: bool,
+
+    /// Redis connect timeout in milliseconds.
+    #[arg(long, env = "REDIS_CONNECT_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub redis_connect_timeout_ms: u64,
+
+    /// Redis command timeout in milliseconds.
+    #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub redis_command_timeout_ms: u64,
+
+    /// The limiter's own budget per request, in milliseconds; past it the request degrades.
+    #[arg(long, env = "LIMITER_TIMEOUT_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub limiter_timeout_ms: u64,
+
+    /// Rate-limit policies, `endpoint=LIMIT/WINDOW` comma-separated, with a `default`.
+    /// Endpoints: catalogue, eligibility, recommendations, applications, applications-read.
+    #[arg(long, env = "RATE_LIMITS", default_value = crate::limiter::policy::DEFAULT_POLICIES)]
+    pub rate_limits: crate::limiter::Policies,
+
+    /// Keys the per-instance fallback limiter may track while Redis is unavailable.
+    #[arg(long, env = "LOCAL_LIMITER_MAX_KEYS", default_value_t = 100_000)]
+    pub local_limiter_max_keys: usize,
+
+    /// Proxies whose X-Forwarded-For / Forwarded headers are believed (CIDRs, comma-separated).
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Header that marks tester/probe traffic (counted as principal="tester").
+    #[arg(long, env = "TESTER_HEADER", default_value = "x-canary-tester", value_parser = parse_header_name)]
+    pub tester_header: String,
+
+    /// The secret value the tester header must carry; without it no traffic is a tester.
+    #[arg(long, env = "TESTER_TOKEN", hide_env_values = true)]
+    pub tester_token: Option<String>,
+
     /// Log filter in `tracing` syntax (e.g. `info,sqlx=warn`).
     #[arg(long, env = "LOG_FILTER", default_value = "info,sqlx=warn")]
     pub log_filter: String,
@@ -101,6 +160,20 @@ impl Config {
         Duration::from_secs(u64::from(self.idempotency_ttl_hours) * 3600)
     }
 
+    pub fn redis_settings(&self) -> Option<crate::redis_link::RedisSettings> {
+        let url = self.redis_url.clone()?;
+        Some(crate::redis_link::RedisSettings {
+            url,
+            sentinels: self.redis_sentinels.clone(),
+            master_name: self.redis_master_name.clone(),
+            sentinel_password: self.redis_sentinel_password.clone(),
+            ca_file: self.redis_ca_file.clone(),
+            insecure_skip_verify: self.redis_insecure_skip_verify,
+            connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms),
+            command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
+        })
+    }
+
     pub fn shutdown_drain(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_ms)
     }
@@ -124,6 +197,20 @@ fn parse_http_url(raw: &str) -> Result<Url, String> {
         "http" | "https" => Ok(url),
         other => Err(format!("scheme must be http:// or https://, not {other}://")),
     }
+}
+
+fn parse_redis_url(raw: &str) -> Result<String, String> {
+    let url = Url::parse(raw).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "redis" | "rediss" => Ok(raw.to_owned()),
+        other => Err(format!("scheme must be redis:// or rediss://, not {other}://")),
+    }
+}
+
+fn parse_header_name(raw: &str) -> Result<String, String> {
+    axum::http::HeaderName::try_from(raw)
+        .map(|h| h.as_str().to_owned())
+        .map_err(|_| format!("`{raw}` is not a valid header name"))
 }
 
 fn parse_origin(raw: &str) -> Result<String, String> {

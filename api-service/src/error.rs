@@ -66,6 +66,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
     IdempotencyKeyInFlight,
+    #[error("rate limit exceeded; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("recommendations are disabled on this deployment")]
     FeatureDisabled,
     #[error("the service is not ready")]
@@ -98,6 +100,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,6 +119,7 @@ impl ApiError {
             Self::InvalidIdempotencyKey(_) => "idempotency_key_invalid",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyKeyInFlight => "idempotency_key_in_flight",
+            Self::RateLimited { .. } => "rate_limited",
             Self::FeatureDisabled => "feature_disabled",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
@@ -133,6 +137,7 @@ impl ApiError {
             Self::MissingIdempotencyKey | Self::InvalidIdempotencyKey(_) => "Idempotency-Key required",
             Self::IdempotencyKeyReused => "Idempotency-Key reused",
             Self::IdempotencyKeyInFlight => "Request in progress",
+            Self::RateLimited { .. } => "Too many requests",
             Self::FeatureDisabled => "Feature disabled",
             Self::Unavailable => "Service unavailable",
             Self::Internal(_) => "Internal error",

@@ -7,9 +7,11 @@ pub mod config;
 pub mod eligibility;
 pub mod error;
 pub mod idempotency;
+pub mod limiter;
 pub mod metrics;
 pub mod openapi;
 pub mod recommend;
+pub mod redis_link;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -32,6 +34,8 @@ pub enum StartupError {
     DatabaseUrl(#[from] sqlx::Error),
     #[error("HTTP client for the model endpoint: {0}")]
     HttpClient(reqwest::Error),
+    #[error(transparent)]
+    Redis(#[from] redis_link::RedisConfigError),
     #[error("listen: {0}")]
     Listen(#[from] std::io::Error),
 }
@@ -44,7 +48,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    install_crypto_provider();
     let state: SharedState = Arc::new(state);
+    state.start_background();
     tokio::spawn(migrate_until_done(state.clone()));
     tokio::spawn(purge_expired_idempotency_keys(state.clone()));
 
@@ -80,6 +86,12 @@ pub async fn serve(
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One rustls crypto provider for the whole process (Redis TLS and the model client); with
+/// two compiled in, rustls would refuse to pick and panic at the first TLS connection.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// Applies migrations, retrying while PostgreSQL is unreachable; readiness waits for this.

@@ -57,6 +57,54 @@ pub struct PoolLabels {
     pub state: PoolState,
 }
 
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Decision {
+    allowed,
+    limited,
+    degraded,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum PrincipalKind {
+    user,
+    anonymous,
+    tester,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub route: Cow<'static, str>,
+    pub decision: Decision,
+    pub principal: PrincipalKind,
+}
+
+/// Where a limiter's Redis call failed.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum LimiterOp {
+    /// (Re)connecting or resolving the primary through Sentinel.
+    connect,
+    /// The rate-limit script (with the replay check when present).
+    eval,
+    /// The script's budget ran out before Redis answered.
+    timeout,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: LimiterOp,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub command: &'static str,
+}
+
+/// Redis round trips are sub-millisecond on a healthy network; the limiter's budget is 50 ms.
+pub const REDIS_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -66,10 +114,19 @@ pub struct Metrics {
     pub openai_requests: Family<OutcomeLabels, Counter>,
     pub db_pool_connections: Family<PoolLabels, Gauge>,
     pub db_pool_max_connections: Gauge,
+    pub ratelimit_decisions: Family<DecisionLabels, Counter>,
+    pub limiter_redis_errors: Family<OpLabels, Counter>,
+    pub redis_command_duration: HistogramFamily<CommandLabels>,
+    pub redis_connected: Gauge,
+    pub redis_commands_in_flight: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
+}
+
+fn redis_histogram() -> Histogram {
+    Histogram::new(REDIS_BUCKETS)
 }
 
 impl Metrics {
@@ -108,6 +165,37 @@ impl Metrics {
             db_pool_max_connections.clone(),
         );
 
+        let ratelimit_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "ratelimit_decisions",
+            "Rate-limit decisions by route, outcome and kind of principal",
+            ratelimit_decisions.clone(),
+        );
+        let limiter_redis_errors = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "limiter_redis_errors",
+            "Redis failures seen by the rate limiter and replay check",
+            limiter_redis_errors.clone(),
+        );
+        let redis_command_duration: HistogramFamily<CommandLabels> = Family::new_with_constructor(redis_histogram);
+        registry.register(
+            "redis_command_duration_seconds",
+            "Redis round-trip time by command",
+            redis_command_duration.clone(),
+        );
+        let redis_connected = Gauge::default();
+        registry.register(
+            "redis_connected",
+            "1 while connected to the Redis primary",
+            redis_connected.clone(),
+        );
+        let redis_commands_in_flight = Gauge::default();
+        registry.register(
+            "redis_commands_in_flight",
+            "Commands awaiting a reply on the multiplexed Redis connection",
+            redis_commands_in_flight.clone(),
+        );
+
         // Zero-valued series from the start, so `rate()` and ratios see 0 rather than no data.
         for outcome in [
             OpenAiOutcome::ok,
@@ -116,6 +204,9 @@ impl Metrics {
             OpenAiOutcome::disabled,
         ] {
             let _ = openai_requests.get_or_create(&OutcomeLabels { outcome });
+        }
+        for op in [LimiterOp::connect, LimiterOp::eval, LimiterOp::timeout] {
+            let _ = limiter_redis_errors.get_or_create(&OpLabels { op });
         }
         for state in [PoolState::in_use, PoolState::idle] {
             let _ = db_pool_connections.get_or_create(&PoolLabels { state });
@@ -128,7 +219,16 @@ impl Metrics {
             openai_requests,
             db_pool_connections,
             db_pool_max_connections,
+            ratelimit_decisions,
+            limiter_redis_errors,
+            redis_command_duration,
+            redis_connected,
+            redis_commands_in_flight,
         }
+    }
+
+    pub fn limiter_error(&self, op: LimiterOp) {
+        self.limiter_redis_errors.get_or_create(&OpLabels { op }).inc();
     }
 
     pub fn encode(&self) -> String {

@@ -11,6 +11,8 @@ use crate::error::ApiError;
 pub struct Caller {
     /// Stable identifier of the principal: the token subject once authentication exists.
     pub principal: String,
+    /// True only for a verified identity; anonymous callers are rate-limited by address.
+    pub authenticated: bool,
 }
 
 impl Caller {
@@ -23,6 +25,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         Ok(parts.extensions.get::<Caller>().cloned().unwrap_or(Caller {
             principal: Caller::ANONYMOUS.to_owned(),
+            authenticated: false,
         }))
     }
 }

@@ -6,6 +6,7 @@ pub mod body;
 pub mod caller;
 pub mod eligibility;
 pub mod ops;
+pub mod rate_limit;
 pub mod recommendations;
 pub mod scholarships;
 
@@ -27,7 +28,11 @@ pub fn app(state: SharedState) -> Router {
         .route("/eligibility/check", post(eligibility::check))
         .route("/recommendations", get(recommendations::recommend))
         .route("/applications", post(applications::create))
-        .route("/applications/{id}", get(applications::get_one));
+        .route("/applications/{id}", get(applications::get_one))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::rate_limit,
+        ));
 
     let routes = Router::new()
         .nest("/api/v1", api)
@@ -59,6 +64,11 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::ETAG,
             header::LINK,
             header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-policy"),
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
             HeaderName::from_static(telemetry::REQUEST_ID),
         ])
         .max_age(std::time::Duration::from_secs(600))

@@ -27,19 +27,25 @@ pub async fn healthz() -> Json<Health> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready` or `not_ready`.
+    /// `ready`, `degraded` (serving, but a non-critical dependency fails) or `not_ready`.
     pub status: &'static str,
     pub checks: Vec<Check>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
-    /// `migrations`, `database` or `draining`.
+    /// `migrations`, `database`, `draining` or `redis`.
     pub name: &'static str,
     pub ok: bool,
+    /// Whether a failure takes the instance out of rotation. Redis is not critical: the
+    /// limiter degrades open, and failing readiness on it would take every pod out at once.
+    pub critical: bool,
     /// Why the check fails, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the check is connected to (for `redis`: the primary's address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// Readiness: migrations applied, the database answers, and no shutdown has begun.
@@ -56,31 +62,52 @@ pub async fn readyz(State(state): State<SharedState>) -> Response {
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("no answer within 1 s".to_owned()),
     };
-    let checks = vec![
+    let mut checks = vec![
         Check {
             name: "migrations",
             ok: migrated,
+            critical: true,
             reason: (!migrated).then(|| "not applied yet".to_owned()),
+            target: None,
         },
         Check {
             name: "database",
             ok: database_reason.is_none(),
+            critical: true,
             reason: database_reason,
+            target: None,
         },
         Check {
             name: "draining",
             ok: !draining,
+            critical: true,
             reason: draining.then(|| "shutting down".to_owned()),
+            target: None,
         },
     ];
-    let ready = checks.iter().all(|c| c.ok);
+    if let Some(limiter) = &state.limiter {
+        let link = limiter.redis_link().status();
+        checks.push(Check {
+            name: "redis",
+            ok: link.connected,
+            critical: false,
+            reason: (!link.connected).then(|| link.last_error.unwrap_or_else(|| "connecting".to_owned())),
+            target: link.address,
+        });
+    }
+    let ready = checks.iter().all(|c| c.ok || !c.critical);
+    let degraded = checks.iter().any(|c| !c.ok);
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" },
+        status: match (ready, degraded) {
+            (false, _) => "not_ready",
+            (true, true) => "degraded",
+            (true, false) => "ready",
+        },
         checks,
     };
     (status, Json(body)).into_response()

@@ -87,6 +87,28 @@ impl TestApp {
     pub async fn metrics(&self) -> String {
         self.get("/metrics").await.text().await.unwrap()
     }
+
+    pub async fn wait_redis_connected(&self) {
+        wait_redis_connected(&self.client, &self.base).await;
+    }
+}
+
+/// Waits until readiness reports the Redis link up (`status: ready`, not `degraded`).
+pub async fn wait_redis_connected(client: &reqwest::Client, base: &str) {
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && let Ok(body) = r.json::<serde_json::Value>().await
+            && body["status"] == "ready"
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{base}: redis not connected within {READY_WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl Drop for TestApp {
@@ -141,15 +163,18 @@ pub struct BinaryApp {
 
 impl BinaryApp {
     pub async fn start(extra: &[&str]) -> Self {
-        let database_url = Postgres::shared().fresh_database();
-        let port = testkit::free_port();
+        Self::start_on(&Postgres::shared().fresh_database(), testkit::free_port(), extra).await
+    }
+
+    /// Starts on a given database and port (to restart "the same pod").
+    pub async fn start_on(database_url: &str, port: u16, extra: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_scholarship-api"));
         command
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--database-url",
-                &database_url,
+                database_url,
             ])
             .args(extra)
             .env_clear()
@@ -188,6 +213,17 @@ impl BinaryApp {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 }
 

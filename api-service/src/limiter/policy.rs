@@ -1,0 +1,125 @@
+//! Rate-limit policies: `name=LIMIT/WINDOW`, per endpoint, with a default.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The endpoint name; it appears in the Redis key and in the `RateLimit` headers.
+    pub name: String,
+    pub limit: u64,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policies {
+    endpoints: HashMap<String, Policy>,
+    default: Policy,
+}
+
+pub const DEFAULT_POLICIES: &str = "catalogue=120/1m,applications=10/1m,default=60/1m";
+
+impl Policies {
+    /// The policy for an endpoint; endpoints without their own share the default's numbers
+    /// but keep their own name (and so their own counter).
+    pub fn for_endpoint(&self, endpoint: &str) -> Policy {
+        self.endpoints.get(endpoint).cloned().unwrap_or_else(|| Policy {
+            name: endpoint.to_owned(),
+            ..self.default.clone()
+        })
+    }
+}
+
+impl std::str::FromStr for Policies {
+    type Err = String;
+
+    /// `catalogue=120/1m,applications=10/1m,default=60/1m`; `default` is required.
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let mut endpoints = HashMap::new();
+        let mut default = None;
+        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, rule) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}` is not NAME=LIMIT/WINDOW"))?;
+            let (limit, window) = rule
+                .split_once('/')
+                .ok_or_else(|| format!("`{item}` is not NAME=LIMIT/WINDOW"))?;
+            let name = name.trim();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(format!("`{name}` is not a valid endpoint name"));
+            }
+            let limit: u64 = limit
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{limit}` is not a request count"))?;
+            if limit == 0 {
+                return Err(format!("{name}: the limit must be at least 1"));
+            }
+            let window = parse_window(window.trim())?;
+            let policy = Policy {
+                name: name.to_owned(),
+                limit,
+                window,
+            };
+            if name == "default" {
+                default = Some(policy);
+            } else {
+                endpoints.insert(name.to_owned(), policy);
+            }
+        }
+        Ok(Self {
+            endpoints,
+            default: default.ok_or("a `default=LIMIT/WINDOW` entry is required")?,
+        })
+    }
+}
+
+/// `30s`, `1m`, `1h`, or bare seconds.
+fn parse_window(raw: &str) -> Result<Duration, String> {
+    let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a window like 30s, 1m or 1h"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{raw}` is not a window like 30s, 1m or 1h")),
+    };
+    if seconds == 0 {
+        return Err("a window must be at least 1s".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_the_defaults_and_falls_back_by_name() {
+        let p: Policies = DEFAULT_POLICIES.parse().unwrap();
+        assert_eq!(p.for_endpoint("catalogue").limit, 120);
+        assert_eq!(p.for_endpoint("applications").window, Duration::from_secs(60));
+        let other = p.for_endpoint("eligibility");
+        assert_eq!((other.name.as_str(), other.limit), ("eligibility", 60));
+    }
+
+    #[test]
+    fn rejects_malformed_policies() {
+        for bad in [
+            "catalogue=120/1m",
+            "default=0/1m",
+            "default=10/0s",
+            "default=10/1d",
+            "x y=1/1s,default=1/1s",
+        ] {
+            assert!(bad.parse::<Policies>().is_err(), "{bad}");
+        }
+    }
+}
