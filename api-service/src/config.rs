@@ -131,9 +131,74 @@ pub struct Config {
     #[arg(long, env = "TESTER_TOKEN", hide_env_values = true)]
     pub tester_token: Option<String>,
 
+    /// JWKS URL of the identity provider: the only source of verification keys.
+    #[arg(long, env = "JWKS_URL", value_parser = parse_http_url)]
+    pub jwks_url: Option<Url>,
+
+    /// Required `iss` of every token.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of every token.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Accepted signature algorithms (subset of RS256, ES256, EdDSA), comma-separated.
+    #[arg(long, env = "JWT_ALGORITHMS", value_delimiter = ',', default_value = "RS256,ES256,EdDSA", value_parser = crate::auth::parse_algorithm)]
+    pub jwt_algorithms: Vec<jsonwebtoken::Algorithm>,
+
+    /// Clock-skew leeway for exp, nbf and iat, in seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub jwt_leeway_seconds: u64,
+
+    /// Longest accepted token lifetime (exp - iat), in seconds.
+    #[arg(long, env = "JWT_MAX_LIFETIME_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwt_max_lifetime_seconds: u64,
+
+    /// Minimum time between on-demand JWKS refreshes for unknown key ids, in seconds (≥ 30).
+    #[arg(long, env = "JWKS_REFRESH_COOLDOWN_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(30..=3600))]
+    pub jwks_refresh_cooldown_seconds: u64,
+
+    /// Boolean claim that marks tester/probe tokens (counted as principal="tester").
+    #[arg(long, env = "JWT_TESTER_CLAIM")]
+    pub jwt_tester_claim: Option<String>,
+
+    /// Endpoints whose tokens are single-use: `all` (authenticated endpoints), `none`, or a
+    /// list such as `applications,applications-read`.
+    #[arg(long, env = "SINGLE_USE_ENDPOINTS", default_value = "all")]
+    pub single_use_endpoints: crate::auth::SingleUse,
+
+    /// When Redis cannot answer the replay check: `local` (per-instance jti cache) or
+    /// `strict` (503 with Retry-After).
+    #[arg(long, env = "REPLAY_FALLBACK", value_enum, default_value_t = ReplayFallback::Local)]
+    pub replay_fallback: ReplayFallback,
+
+    /// Entries the per-instance jti cache may hold.
+    #[arg(long, env = "REPLAY_CACHE_MAX_ENTRIES", default_value_t = 100_000)]
+    pub replay_cache_max_entries: usize,
+
+    /// Per-address limit on authentication attempts, per instance, checked before any
+    /// signature work (`LIMIT/WINDOW`).
+    #[arg(long, env = "PREAUTH_LIMIT", default_value = "1000/1s", value_parser = |s: &str| crate::limiter::Policy::parse("preauth", s))]
+    pub preauth_limit: crate::limiter::Policy,
+
+    /// DEVELOPMENT ONLY: accept tokens without `jti` (replay protection then cannot apply).
+    #[arg(long, env = "ALLOW_TOKENS_WITHOUT_JTI")]
+    pub allow_tokens_without_jti: bool,
+
+    /// DEVELOPMENT ONLY: serve without authentication (every caller is anonymous).
+    #[arg(long, env = "INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
     /// Log filter in `tracing` syntax (e.g. `info,sqlx=warn`).
     #[arg(long, env = "LOG_FILTER", default_value = "info,sqlx=warn")]
     pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayFallback {
+    Local,
+    Strict,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +217,25 @@ impl Track {
 }
 
 impl Config {
+    /// Cross-option rules clap cannot express; the message names the option.
+    pub fn check(&self) -> Result<(), String> {
+        if self.insecure_no_auth {
+            return Ok(());
+        }
+        for (option, missing) in [
+            ("--jwks-url", self.jwks_url.is_none()),
+            ("--jwt-issuer", self.jwt_issuer.is_none()),
+            ("--jwt-audience", self.jwt_audience.is_none()),
+        ] {
+            if missing {
+                return Err(format!(
+                    "error: {option} is required (or --insecure-no-auth for development without authentication)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn openai_timeout(&self) -> Duration {
         Duration::from_millis(self.openai_timeout_ms)
     }

@@ -22,7 +22,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(message) = config.check() {
+        eprintln!("{message}");
+        return ExitCode::from(2);
+    }
     telemetry::init_logging(&config.log_filter);
+    if config.insecure_no_auth {
+        tracing::warn!("--insecure-no-auth: authentication is OFF; every caller is anonymous");
+    }
+    if config.allow_tokens_without_jti {
+        tracing::warn!("--allow-tokens-without-jti: tokens without jti are accepted and cannot be replay-checked");
+    }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

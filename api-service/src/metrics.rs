@@ -105,6 +105,11 @@ pub struct CommandLabels {
 /// Redis round trips are sub-millisecond on a healthy network; the limiter's budget is 50 ms.
 pub const REDIS_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: crate::auth::RejectReason,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -119,6 +124,9 @@ pub struct Metrics {
     pub redis_command_duration: HistogramFamily<CommandLabels>,
     pub redis_connected: Gauge,
     pub redis_commands_in_flight: Gauge,
+    pub jwt_rejected: Family<RejectLabels, Counter>,
+    pub jwt_replay_prevented: Counter,
+    pub jwt_replay_fallback: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -196,6 +204,21 @@ impl Metrics {
             redis_commands_in_flight.clone(),
         );
 
+        let jwt_rejected = Family::<RejectLabels, Counter>::default();
+        registry.register("jwt_rejected", "Bearer tokens refused, by reason", jwt_rejected.clone());
+        let jwt_replay_prevented = Counter::default();
+        registry.register(
+            "jwt_replay_prevented",
+            "Requests refused because their token's jti was already used",
+            jwt_replay_prevented.clone(),
+        );
+        let jwt_replay_fallback = Counter::default();
+        registry.register(
+            "jwt_replay_fallback",
+            "Replay checks answered by the per-instance jti cache because Redis did not answer",
+            jwt_replay_fallback.clone(),
+        );
+
         // Zero-valued series from the start, so `rate()` and ratios see 0 rather than no data.
         for outcome in [
             OpenAiOutcome::ok,
@@ -224,6 +247,9 @@ impl Metrics {
             redis_command_duration,
             redis_connected,
             redis_commands_in_flight,
+            jwt_rejected,
+            jwt_replay_prevented,
+            jwt_replay_fallback,
         }
     }
 

@@ -5,9 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::PgPool;
 
+use crate::auth::replay::LocalReplayCache;
+use crate::auth::{AuthSettings, Authenticator, SingleUse};
 use crate::config::Config;
 use crate::limiter::Limiter;
 use crate::limiter::client_ip::TrustedProxies;
+use crate::limiter::local::LocalLimiter;
 use crate::metrics::Metrics;
 use crate::recommend::ModelClient;
 use crate::redis_link::RedisLink;
@@ -21,6 +24,11 @@ pub struct AppState {
     /// `None` when no Redis is configured: requests are not rate-limited.
     pub limiter: Option<Limiter>,
     pub trusted_proxies: TrustedProxies,
+    /// `None` only with --insecure-no-auth.
+    pub auth: Option<Authenticator>,
+    pub single_use: SingleUse,
+    pub replay_cache: LocalReplayCache,
+    pub preauth_limiter: LocalLimiter,
     /// `None` when no model endpoint is configured: rule-based ranking only.
     pub model: Option<ModelClient>,
     pub lifecycle: Lifecycle,
@@ -57,6 +65,9 @@ impl AppState {
         if let Some(limiter) = &self.limiter {
             limiter.redis_link().spawn_supervisor();
         }
+        if let Some(auth) = &self.auth {
+            auth.jwks().spawn_refresher();
+        }
     }
 
     pub fn new(config: Config) -> Result<Self, crate::StartupError> {
@@ -87,8 +98,32 @@ impl AppState {
             )),
             None => None,
         };
+        let auth = match (&config.jwks_url, &config.jwt_issuer, &config.jwt_audience) {
+            (Some(url), Some(issuer), Some(audience)) if !config.insecure_no_auth => {
+                let jwks = crate::auth::jwks::Jwks::new(
+                    url.clone(),
+                    config.jwt_algorithms.clone(),
+                    std::time::Duration::from_secs(config.jwks_refresh_cooldown_seconds),
+                )
+                .map_err(crate::StartupError::HttpClient)?;
+                let settings = AuthSettings {
+                    issuer: issuer.clone(),
+                    audience: audience.clone(),
+                    leeway: std::time::Duration::from_secs(config.jwt_leeway_seconds),
+                    max_lifetime: std::time::Duration::from_secs(config.jwt_max_lifetime_seconds),
+                    require_jti: !config.allow_tokens_without_jti,
+                    tester_claim: config.jwt_tester_claim.clone(),
+                };
+                Some(Authenticator::new(settings, jwks, &config.jwt_algorithms))
+            }
+            _ => None,
+        };
         Ok(Self {
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            auth,
+            single_use: config.single_use_endpoints.clone(),
+            replay_cache: LocalReplayCache::new(config.replay_cache_max_entries),
+            preauth_limiter: LocalLimiter::new(config.local_limiter_max_keys),
             config,
             db,
             metrics,

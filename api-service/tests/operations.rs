@@ -27,9 +27,13 @@ async fn health_and_readiness() {
 async fn readiness_fails_with_a_reason_when_the_database_is_unreachable() {
     let port = testkit::free_port();
     let url = format!("postgres://nobody@127.0.0.1:{port}/none");
-    let config =
-        <scholarship_api::config::Config as clap::Parser>::try_parse_from(["scholarship-api", "--database-url", &url])
-            .unwrap();
+    let config = <scholarship_api::config::Config as clap::Parser>::try_parse_from([
+        "scholarship-api",
+        "--database-url",
+        &url,
+        "--insecure-no-auth",
+    ])
+    .unwrap();
     let state = std::sync::Arc::new(scholarship_api::state::AppState::new(config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

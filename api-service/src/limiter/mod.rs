@@ -6,7 +6,7 @@
 //! ends and every instance agrees on it.
 
 pub mod client_ip;
-mod local;
+pub mod local;
 pub mod policy;
 
 use std::sync::Arc;

@@ -30,6 +30,27 @@ impl Policies {
     }
 }
 
+impl Policy {
+    /// `LIMIT/WINDOW`, e.g. `100/1s`, under `name`.
+    pub fn parse(name: &str, rule: &str) -> Result<Self, String> {
+        let (limit, window) = rule
+            .split_once('/')
+            .ok_or_else(|| format!("`{rule}` is not LIMIT/WINDOW"))?;
+        let limit: u64 = limit
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{limit}` is not a request count"))?;
+        if limit == 0 {
+            return Err(format!("{name}: the limit must be at least 1"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            limit,
+            window: parse_window(window.trim())?,
+        })
+    }
+}
+
 impl std::str::FromStr for Policies {
     type Err = String;
 
@@ -41,9 +62,6 @@ impl std::str::FromStr for Policies {
             let (name, rule) = item
                 .split_once('=')
                 .ok_or_else(|| format!("`{item}` is not NAME=LIMIT/WINDOW"))?;
-            let (limit, window) = rule
-                .split_once('/')
-                .ok_or_else(|| format!("`{item}` is not NAME=LIMIT/WINDOW"))?;
             let name = name.trim();
             if name.is_empty()
                 || !name
@@ -52,19 +70,7 @@ impl std::str::FromStr for Policies {
             {
                 return Err(format!("`{name}` is not a valid endpoint name"));
             }
-            let limit: u64 = limit
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{limit}` is not a request count"))?;
-            if limit == 0 {
-                return Err(format!("{name}: the limit must be at least 1"));
-            }
-            let window = parse_window(window.trim())?;
-            let policy = Policy {
-                name: name.to_owned(),
-                limit,
-                window,
-            };
+            let policy = Policy::parse(name, rule)?;
             if name == "default" {
                 default = Some(policy);
             } else {

@@ -5,6 +5,7 @@ pub mod applications;
 pub mod body;
 pub mod caller;
 pub mod eligibility;
+pub mod gate;
 pub mod ops;
 pub mod rate_limit;
 pub mod recommendations;
@@ -29,10 +30,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/recommendations", get(recommendations::recommend))
         .route("/applications", post(applications::create))
         .route("/applications/{id}", get(applications::get_one))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            rate_limit::rate_limit,
-        ));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), gate::gate));
 
     let routes = Router::new()
         .nest("/api/v1", api)

@@ -18,6 +18,8 @@ use testkit::{ManagedChild, Postgres};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod idp;
+
 pub const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// The service running in this test's runtime, on its own fresh database.
@@ -44,6 +46,9 @@ impl TestApp {
             "0",
         ];
         argv.extend_from_slice(flags);
+        if !flags.contains(&"--jwks-url") {
+            argv.push("--insecure-no-auth");
+        }
         let config = Config::try_parse_from(argv).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -170,13 +175,13 @@ impl BinaryApp {
     pub async fn start_on(database_url: &str, port: u16, extra: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_scholarship-api"));
         command
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database-url",
-                database_url,
-            ])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
             .args(extra)
+            .args(if extra.contains(&"--jwks-url") {
+                &[][..]
+            } else {
+                &["--insecure-no-auth"][..]
+            })
             .env_clear()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
