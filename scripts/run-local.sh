@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the scholarship API locally against a PostgreSQL and a Redis that this script starts on
 # loopback ports, in a scratch directory removed on exit (Ctrl-C stops everything).
+# There is no identity provider here, so authentication is off (--insecure-no-auth).
 #   API_PORT=8080 PG_PORT=55432 REDIS_PORT=56379 scripts/run-local.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,6 @@ echo "PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT"
 echo "API on http://127.0.0.1:$API_PORT  (try: curl -s http://127.0.0.1:$API_PORT/api/v1/scholarships?page_size=2)"
 DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/scholarships" \
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-  target/release/scholarship-api --listen "127.0.0.1:$API_PORT" --shutdown-drain-ms 0 &
+  target/release/scholarship-api --listen "127.0.0.1:$API_PORT" --shutdown-drain-ms 0 --insecure-no-auth &
 pids+=($!)
 wait "${pids[-1]}"

@@ -1,10 +1,17 @@
-//! Throughput and tail latency of the real binary under `wrk` on loopback, with the rate
-//! limiter off and on, plus Redis commands per request from `INFO commandstats`.
+//! Throughput and tail latency of the real binary under `wrk` on loopback: the public
+//! catalogue read with the rate limiter off and on (Redis round trips per request from
+//! `INFO commandstats`), and an authenticated read (JWT verify + limiter + replay check, a
+//! fresh RS256 token per request) against the same public read.
 //!
 //! `cargo bench -p scholarship-api --bench http_throughput` (needs wrk: scripts/setup.sh).
 //! Prints figures; asserts nothing about speed (the machine decides those).
 #![allow(clippy::unwrap_used)]
 
+#[path = "../tests/common/idp.rs"]
+#[allow(dead_code)]
+mod idp;
+
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -40,11 +47,11 @@ fn main() {
     // Alternate the two so drift on a shared machine hits both alike.
     let (mut baseline, mut limited) = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
-        let f = wrk(off.1, &path);
+        let f = wrk(off.1, &path, None);
         report(&format!("round {round} limiter off"), &f);
         baseline.push(f);
         redis.cli(&["CONFIG", "RESETSTAT"]).unwrap();
-        let f = wrk(on.1, &path);
+        let f = wrk(on.1, &path, None);
         report(&format!("round {round} limiter on "), &f);
         let stats = redis.cli(&["INFO", "commandstats"]).unwrap();
         let round_trips = calls(&stats, "evalsha") + calls(&stats, "eval") + calls(&stats, "script|load");
@@ -64,9 +71,136 @@ fn main() {
         100.0 * (1.0 - on_rps / off_rps)
     );
     drop((off, on));
+
+    authenticated_versus_public(&redis, &db);
+}
+
+/// wrk sends a different token on every request: tokens are single-use.
+const TOKEN_SCRIPT: &str = r#"
+local tokens = {}
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  counter = id
+end
+function request()
+  local token = tokens[counter % #tokens + 1]
+  counter = counter + 2
+  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. token})
+end
+"#;
+
+fn authenticated_versus_public(redis: &RedisServer, db: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let idp = runtime.block_on(idp::Idp::start(vec![idp::SigningKey::generate(
+        "rsa",
+        jsonwebtoken::Algorithm::RS256,
+    )]));
+    let mut flags = idp.flags();
+    flags.extend([
+        "--redis-url".into(),
+        redis.url(),
+        "--rate-limits".into(),
+        "default=1000000000/60s".into(),
+    ]);
+    flags.extend(["--preauth-limit".into(), "1000000000/1s".into()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let api = start_api_with_auth(db, &flags);
+
+    // One application owned by the benchmark's subject, read back on every request.
+    let create = Command::new("curl")
+        .args([
+            "-s",
+            "-XPOST",
+            &format!("http://127.0.0.1:{}/api/v1/applications", api.1),
+        ])
+        .args([
+            "-H",
+            &format!("authorization: Bearer {}", idp.token("rsa", "bench-subject")),
+        ])
+        .args(["-H", "idempotency-key: bench", "-H", "content-type: application/json"])
+        .args(["-d", &application_body(api.1)])
+        .output()
+        .unwrap();
+    let receipt = String::from_utf8_lossy(&create.stdout).into_owned();
+    let id_at = receipt
+        .find("\"id\":\"")
+        .unwrap_or_else(|| panic!("no application created: {receipt}"))
+        + 6;
+    let application = receipt[id_at..id_at + 36].to_owned();
+
+    let tokens = sign_tokens(&idp, TOKENS);
+    let dir = tempfile::tempdir().unwrap();
+    let (token_file, script) = (dir.path().join("tokens.txt"), dir.path().join("tokens.lua"));
+    std::fs::write(&token_file, tokens.join("\n")).unwrap();
+    std::fs::File::create(&script)
+        .unwrap()
+        .write_all(TOKEN_SCRIPT.as_bytes())
+        .unwrap();
+
+    let public_path = format!("/api/v1/scholarships/{}", first_scholarship_id(api.1));
+    let private_path = format!("/api/v1/applications/{application}");
+    println!("\nauthenticated GET {private_path} (fresh RS256 token each) vs public GET {public_path}, same instance:");
+    warm(api.1, &public_path);
+    let public = wrk_for(api.1, &public_path, None, AUTH_DURATION);
+    report("public route          ", &public);
+    redis.cli(&["CONFIG", "RESETSTAT"]).unwrap();
+    let private = wrk_for(api.1, &private_path, Some((&script, &token_file)), AUTH_DURATION);
+    let stats = redis.cli(&["INFO", "commandstats"]).unwrap();
+    report("authenticated route   ", &private);
+    println!(
+        "    redis round trips per authenticated request: {:.4}; jti SETs inside the script: {}",
+        (calls(&stats, "evalsha") + calls(&stats, "eval")) as f64 / private.requests as f64,
+        calls(&stats, "set")
+    );
+    if private.requests as usize > tokens.len() {
+        println!("    note: more requests than tokens; the surplus were replays (401)");
+    }
+    drop(api);
+}
+
+/// Enough single-use tokens for the authenticated run: every request needs its own.
+const TOKENS: usize = 80_000;
+const AUTH_DURATION: &str = "6s";
+
+fn sign_tokens(idp: &idp::Idp, count: usize) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(move || {
+                    (0..count / 2)
+                        .map(|_| idp.token("rsa", "bench-subject"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    })
+}
+
+fn application_body(port: u16) -> String {
+    let body = curl(port, "/api/v1/scholarships?deadline_after=2027-06-01&page_size=1");
+    let at = body.find("\"id\":\"").unwrap() + 6;
+    format!(
+        r#"{{"scholarship_id":"{}","applicant":{{"full_name":"Bench Mark","email":"bench@example.org","date_of_birth":"2000-01-01","residency":"DE","gpa":3.9}},"essay":"Benchmark."}}"#,
+        &body[at..at + 36]
+    )
+}
+
+fn start_api_with_auth(database_url: &str, flags: &[&str]) -> (ManagedChild, u16) {
+    start_api_flags(database_url, flags, false)
 }
 
 fn start_api(database_url: &str, extra: &[&str]) -> (ManagedChild, u16) {
+    start_api_flags(database_url, extra, true)
+}
+
+fn start_api_flags(database_url: &str, extra: &[&str], no_auth: bool) -> (ManagedChild, u16) {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_scholarship-api"));
     command
@@ -79,12 +213,13 @@ fn start_api(database_url: &str, extra: &[&str]) -> (ManagedChild, u16) {
             "warn",
         ])
         .args(extra)
+        .args(if no_auth { &["--insecure-no-auth"][..] } else { &[][..] })
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let child = ManagedChild::spawn(command, libc::SIGTERM).unwrap();
     wait_for_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(30)).unwrap();
     for _ in 0..300 {
-        if curl(port, "/readyz").contains("\"ready\"") {
+        if curl(port, "/readyz").contains("\"status\":\"ready\"") {
             return (child, port);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -112,17 +247,26 @@ fn warm(port: u16, path: &str) {
         .output();
 }
 
-fn wrk(port: u16, path: &str) -> Figures {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{CONNECTIONS}"),
-            &format!("-d{DURATION}"),
-            "--latency",
-        ])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .expect("wrk (install with scripts/setup.sh)");
+fn wrk(port: u16, path: &str, tokens: Option<(&std::path::Path, &std::path::Path)>) -> Figures {
+    wrk_for(port, path, tokens, DURATION)
+}
+
+fn wrk_for(port: u16, path: &str, tokens: Option<(&std::path::Path, &std::path::Path)>, duration: &str) -> Figures {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t2",
+        &format!("-c{CONNECTIONS}"),
+        &format!("-d{duration}"),
+        "--latency",
+    ]);
+    if let Some((script, _)) = tokens {
+        command.arg("-s").arg(script);
+    }
+    command.arg(format!("http://127.0.0.1:{port}{path}"));
+    if let Some((_, token_file)) = tokens {
+        command.arg("--").arg(token_file);
+    }
+    let out = command.output().expect("wrk (install with scripts/setup.sh)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let requests = text
         .lines()
