@@ -33,7 +33,13 @@ fn main() {
         ] {
             let idp = Idp::start(vec![SigningKey::generate(kid, alg)]).await;
             let allowed = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
-            let jwks = Jwks::new(idp.jwks_url.parse().unwrap(), allowed.to_vec(), Duration::from_secs(30)).unwrap();
+            let jwks = Jwks::new(
+                idp.jwks_url.parse().unwrap(),
+                allowed.to_vec(),
+                Duration::from_secs(30),
+                Duration::from_secs(3600),
+            )
+            .unwrap();
             let settings = AuthSettings {
                 issuer: ISSUER.into(),
                 audience: AUDIENCE.into(),

@@ -159,6 +159,11 @@ pub struct Config {
     #[arg(long, env = "JWKS_REFRESH_COOLDOWN_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(30..=3600))]
     pub jwks_refresh_cooldown_seconds: u64,
 
+    /// Refresh the JWKS at least this often, whatever its max-age says, so a key the IdP
+    /// removed stops being accepted within this bound (seconds).
+    #[arg(long, env = "JWKS_MAX_REFRESH_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwks_max_refresh_interval_seconds: u64,
+
     /// Boolean claim that marks tester/probe tokens (counted as principal="tester").
     #[arg(long, env = "JWT_TESTER_CLAIM")]
     pub jwt_tester_claim: Option<String>,

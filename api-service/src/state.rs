@@ -104,6 +104,7 @@ impl AppState {
                     url.clone(),
                     config.jwt_algorithms.clone(),
                     std::time::Duration::from_secs(config.jwks_refresh_cooldown_seconds),
+                    std::time::Duration::from_secs(config.jwks_max_refresh_interval_seconds),
                 )
                 .map_err(crate::StartupError::HttpClient)?;
                 let settings = AuthSettings {

@@ -408,6 +408,33 @@ async fn jwks_rotation_needs_no_restart_and_fails_no_valid_request() {
 }
 
 #[tokio::test]
+async fn a_removed_key_stops_working_within_the_refresh_bound() {
+    let idp = Idp::start(vec![
+        SigningKey::generate("old", Algorithm::RS256),
+        SigningKey::generate("new", Algorithm::EdDSA),
+    ])
+    .await;
+    let app = app(&idp, None, &["--jwks-max-refresh-interval-seconds", "1"]).await;
+    assert_eq!(check(&app, &idp.token("old", "s")).await.status(), StatusCode::OK);
+    idp.unpublish("old");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = check(&app, &idp.token("old", "s")).await;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            assert_eq!(reason(r).await.1, "token_key_unknown");
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK, "valid until the key is removed");
+        assert!(
+            Instant::now() < deadline,
+            "the removed key was still accepted after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(check(&app, &idp.token("new", "s")).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn with_redis_dead_replays_on_this_instance_are_still_refused_or_strictly_503() {
     let idp = idp().await;
     let mut redis = RedisServer::start(RedisOptions::default()).unwrap();

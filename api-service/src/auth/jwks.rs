@@ -15,8 +15,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use reqwest::Url;
 use tokio::sync::Mutex;
 
+/// A `max-age` shorter than this is raised to it: a misconfigured IdP must not be polled hot.
 const TTL_MIN: Duration = Duration::from_secs(60);
-const TTL_MAX: Duration = Duration::from_secs(3600);
 const TTL_DEFAULT: Duration = Duration::from_secs(300);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
@@ -37,6 +37,8 @@ pub struct Jwks {
     http: reqwest::Client,
     allowed: Vec<Algorithm>,
     cooldown: Duration,
+    /// Refresh at least this often whatever `max-age` says (so a removed key stops working).
+    max_interval: Duration,
     set: RwLock<Arc<KeySet>>,
     /// Serialises fetches and remembers when the last on-demand one started (the timer's
     /// refreshes do not count against the cooldown: a rotation right after one must work).
@@ -45,7 +47,12 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    pub fn new(url: Url, allowed: Vec<Algorithm>, cooldown: Duration) -> Result<Arc<Self>, reqwest::Error> {
+    pub fn new(
+        url: Url,
+        allowed: Vec<Algorithm>,
+        cooldown: Duration,
+        max_interval: Duration,
+    ) -> Result<Arc<Self>, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .connect_timeout(Duration::from_secs(1))
@@ -55,6 +62,7 @@ impl Jwks {
             http,
             allowed,
             cooldown,
+            max_interval,
             set: RwLock::new(Arc::new(KeySet::default())),
             fetch: Mutex::new(None),
             last_error: RwLock::new(None),
@@ -141,7 +149,7 @@ impl Jwks {
             .map_err(|e| e.without_url().to_string())?;
         let ttl = max_age(response.headers())
             .unwrap_or(TTL_DEFAULT)
-            .clamp(TTL_MIN, TTL_MAX);
+            .clamp(TTL_MIN.min(self.max_interval), self.max_interval);
         let body: serde_json::Value = response.json().await.map_err(|e| e.without_url().to_string())?;
         let raw_keys = body
             .get("keys")
