@@ -5,7 +5,6 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::FieldError;
 use crate::store::Scholarship;
 use crate::validate::Fields;
 
@@ -145,15 +144,6 @@ fn score(profile: &Profile, s: &Scholarship, today: NaiveDate) -> f64 {
     // Deadlines under two weeks away are hard to meet; beyond ~3 months there is no extra gain.
     let time = ((days_left - 14.0) / 90.0).clamp(0.0, 1.0);
     ((0.6 * amount + 0.25 * margin + 0.15 * time) * 1000.0).round() / 1000.0
-}
-
-/// Problems in a profile given as query parameters, for `400 invalid_parameter`.
-pub fn describe(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("`{}`: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]

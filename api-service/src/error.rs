@@ -81,6 +81,15 @@ impl ApiError {
         Self::Internal(Box::new(e))
     }
 
+    /// 400 for query parameters, every bad one named in `detail` and `errors`.
+    pub fn invalid_parameters(errors: Vec<FieldError>) -> Self {
+        let listed: Vec<String> = errors.iter().map(|e| format!("`{}`: {}", e.field, e.message)).collect();
+        Self::InvalidParameter {
+            detail: format!("invalid query parameters: {}", listed.join("; ")),
+            errors,
+        }
+    }
+
     pub fn invalid_parameter(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         Self::InvalidParameter {

@@ -88,10 +88,7 @@ pub async fn recommend(
     };
     let errors = fields.into_errors();
     let (Some(profile), Some(limit), true) = (profile, limit, errors.is_empty()) else {
-        return Err(ApiError::InvalidParameter {
-            detail: format!("invalid query parameters: {}", eligibility::describe(&errors)),
-            errors,
-        });
+        return Err(ApiError::invalid_parameters(errors));
     };
 
     let catalogue = store::all_scholarships(&state.db).await?;

@@ -192,10 +192,7 @@ fn parse_list_params(params: &Map<String, Value>) -> Result<(CatalogueFilter, Op
     };
     match (errors.is_empty(), page_size) {
         (true, Some(page_size)) => Ok((filter, cursor, page_size)),
-        _ => Err(ApiError::InvalidParameter {
-            detail: format!("invalid query parameters: {}", crate::eligibility::describe(&errors)),
-            errors,
-        }),
+        _ => Err(ApiError::invalid_parameters(errors)),
     }
 }
 
@@ -213,7 +210,7 @@ fn decode_cursor(raw: &str) -> Option<CatalogueCursor> {
 }
 
 fn next_link(pairs: &[(String, String)], cursor: &str) -> String {
-    let mut url = reqwest::Url::parse("http://link/api/v1/scholarships").unwrap_or_else(|_| unreachable!());
+    let mut url = reqwest::Url::parse("http://link/api/v1/scholarships").expect("a constant URL parses");
     {
         let mut q = url.query_pairs_mut();
         for (k, v) in pairs.iter().filter(|(k, _)| k != "cursor") {
