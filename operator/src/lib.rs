@@ -1,8 +1,147 @@
 //! The canary-promotion operator: the imperative shell around `canary-core`.
 //!
-//! For now it holds the `CanaryPromotion` resource definition; the controller
-//! (observe → decide → act) comes in a later issue.
+//! observe (Deployments, router, metric providers) → `canary_core::decide` → act (router
+//! weight, stable image, Events) → status (server-side apply), under leader election.
 
+pub mod clock;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod provider;
+pub mod reconcile;
+pub mod router;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use tokio::sync::watch;
 
 pub use crd::{CanaryPromotion, CanaryPromotionSpec, crd_yaml};
+
+/// The one field manager for everything the operator writes (status via server-side apply,
+/// router annotations/weights, the stable image), so `managedFields` shows what is ours.
+pub const FIELD_MANAGER: &str = "canary-operator";
+
+/// Settings of `canary-operator run`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watch one namespace only; `None` watches all.
+    pub namespace: Option<String>,
+    /// `/metrics`, `/livez`, `/readyz`.
+    pub listen: SocketAddr,
+    /// `None`: no election, this replica always acts (a single replica).
+    pub lease: Option<leader::LeaseSettings>,
+    pub identity: String,
+    pub prometheus_timeout: Duration,
+    pub min_window: Duration,
+    pub concurrency: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot serve metrics: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("lost the leader lease")]
+    LostLeadership,
+}
+
+/// Resolves once `rx` turns true (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, inside.
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Runs the operator until `shutdown` turns true. Returns `LostLeadership` when another
+/// replica took over (the process should exit and be restarted as a candidate).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    clock: Arc<dyn clock::Clock>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(metrics::Metrics::new());
+    let bound = metrics::serve(settings.listen, metrics.clone()).await?;
+    tracing::info!(listen = %bound, identity = %settings.identity, "serving /metrics, /livez, /readyz");
+    // Ready once the API server answers (a standby replica is ready too).
+    let probe = client.clone();
+    let ready_metrics = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            if probe.apiserver_version().await.is_ok() {
+                ready_metrics.set_ready(true);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    let (mut leadership, election) = match &settings.lease {
+        Some(lease) => {
+            let (l, task) = leader::spawn(
+                client.clone(),
+                lease.clone(),
+                clock.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            );
+            (l, Some(task))
+        }
+        None => {
+            metrics.leader.set(1);
+            (leader::Leadership::always(), None)
+        }
+    };
+    tokio::select! {
+        () = stopped(&mut shutdown) => {
+            if let Some(task) = election { let _ = task.await; }
+            return Ok(());
+        }
+        _ = leadership.acquired() => {}
+    }
+    tracing::info!("leading: starting the controller");
+    let ctx = Arc::new(reconcile::Context::new(
+        client,
+        clock,
+        metrics,
+        leadership.clone(),
+        &reconcile::ContextSettings {
+            prometheus_timeout: settings.prometheus_timeout,
+            min_window: settings.min_window,
+            identity: settings.identity.clone(),
+        },
+    )?);
+    let mut stop = shutdown.clone();
+    let lost = leadership.clone();
+    let stop_controller = async move {
+        tokio::select! {
+            () = stopped(&mut stop) => {}
+            () = lost.lost() => {}
+        }
+    };
+    reconcile::run(
+        ctx,
+        settings.namespace.as_deref(),
+        settings.concurrency,
+        stop_controller,
+    )
+    .await;
+    let shutting_down = *shutdown.borrow();
+    if let Some(task) = election {
+        if shutting_down {
+            // The election task releases the lease on shutdown.
+            let _ = task.await;
+        } else {
+            task.abort();
+        }
+    }
+    if shutting_down {
+        Ok(())
+    } else {
+        Err(RunError::LostLeadership)
+    }
+}

@@ -6,11 +6,13 @@
 mod net;
 mod postgres;
 mod process;
+mod prometheus;
 mod redis;
 
 pub use net::{free_port, wait_for_tcp};
 pub use postgres::Postgres;
 pub use process::{ManagedChild, remove_at_exit};
+pub use prometheus::Prometheus;
 pub use redis::{RedisOptions, RedisServer, Sentinel, TlsFiles};
 
 /// A new scratch directory in the system temp dir (callers decide when it is removed).

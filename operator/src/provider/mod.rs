@@ -1,0 +1,138 @@
+//! Metric providers: where gate and rollback readings come from. Both providers compute the
+//! same SLIs on the canary track (`track="canary"`, the metric contract in DESIGN.md); they
+//! differ only in whether Prometheus or the operator itself does the arithmetic.
+
+pub mod prometheus;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use canary_core::{PromotionSpec, Reading};
+
+/// The SLIs with built-in definitions (gate keys and rollback metric names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Sli {
+    /// Share of non-5xx responses.
+    Availability,
+    /// p95 request latency in milliseconds.
+    P95LatencyMs,
+    /// Share of 5xx responses.
+    ErrorRate5xx,
+    /// Share of rate-limiter decisions that were `limited`, tester traffic excluded.
+    RateLimited429,
+    /// Limiter Redis errors in the window (a count).
+    LimiterRedisErrors,
+    /// Share of OpenAI requests answered by the fallback.
+    OpenaiFallbackRate,
+    /// Worst pod's DB pool utilisation (in use / max).
+    DbPoolUtilization,
+}
+
+impl Sli {
+    pub const ALL: [Sli; 7] = [
+        Sli::Availability,
+        Sli::P95LatencyMs,
+        Sli::ErrorRate5xx,
+        Sli::RateLimited429,
+        Sli::LimiterRedisErrors,
+        Sli::OpenaiFallbackRate,
+        Sli::DbPoolUtilization,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sli::Availability => "availability",
+            Sli::P95LatencyMs => "p95LatencyMs",
+            Sli::ErrorRate5xx => "errorRate5xx",
+            Sli::RateLimited429 => "rateLimited429",
+            Sli::LimiterRedisErrors => "limiterRedisErrors",
+            Sli::OpenaiFallbackRate => "openaiFallbackRate",
+            Sli::DbPoolUtilization => "dbPoolUtilization",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Sli> {
+        Sli::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// What one reading asks for: a built-in SLI or a user's PromQL.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Query {
+    Builtin(Sli),
+    PromQl(String),
+    /// A rollback metric without a built-in definition and without `query`.
+    Unknown(String),
+}
+
+/// Every reading a spec needs this tick: gate name → query, criterion metric → query.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    pub gates: Vec<(String, Query)>,
+    pub criteria: Vec<(String, Query)>,
+}
+
+impl Wanted {
+    /// Gates the providers answer (Redis and replay-protection gates come from probes that
+    /// are not part of this provider; without a reading they are judged as no data).
+    pub fn for_spec(spec: &PromotionSpec) -> Wanted {
+        let mut w = Wanted::default();
+        if let Some(sli) = &spec.gates.sli {
+            let configured = [
+                (Sli::Availability, &sli.availability),
+                (Sli::P95LatencyMs, &sli.p95_latency_ms),
+                (Sli::ErrorRate5xx, &sli.error_rate5xx),
+                (Sli::RateLimited429, &sli.rate_limited429),
+            ];
+            for (s, threshold) in configured {
+                if threshold.is_some() {
+                    w.gates.push((format!("sli.{}", s.name()), Query::Builtin(s)));
+                }
+            }
+        }
+        for c in &spec.gates.custom {
+            w.gates
+                .push((format!("custom.{}", c.name), Query::PromQl(c.query.clone())));
+        }
+        for c in &spec.rollback {
+            let q = match (&c.query, Sli::from_name(&c.metric)) {
+                (Some(q), _) => Query::PromQl(q.clone()),
+                (None, Some(s)) => Query::Builtin(s),
+                (None, None) => Query::Unknown(c.metric.clone()),
+            };
+            w.criteria.push((c.metric.clone(), q));
+        }
+        w
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gates.is_empty() && self.criteria.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Readings {
+    pub gates: BTreeMap<String, Reading>,
+    pub criteria: BTreeMap<String, Reading>,
+}
+
+/// A source of gate and rollback readings for one canary.
+pub trait MetricProvider {
+    /// Reads everything in `wanted` over `window`. Never fails as a whole: each reading is a
+    /// value, no data, or an error that `decide` judges per the gate's `noData` policy.
+    fn read(&self, wanted: &Wanted, window: Duration) -> impl Future<Output = Readings> + Send;
+}
+
+/// The evaluation window for an interval: long enough for `rate()` to see several scrapes,
+/// short enough that a breach shows up within about one interval.
+pub fn window_for(interval: Duration, min_window: Duration) -> Duration {
+    (interval * 2).max(min_window)
+}
+
+fn unknown_metric(name: &str) -> Reading {
+    Reading::Error(format!(
+        "no built-in query for metric {name:?}; set rollback[].query (built-ins: {})",
+        Sli::ALL.map(Sli::name).join(", ")
+    ))
+}

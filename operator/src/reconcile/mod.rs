@@ -1,0 +1,386 @@
+//! The controller: observe → decide (the pure core) → act → write status, once per object
+//! per interval and whenever the object or something it references changes.
+
+mod act;
+mod observe;
+mod status;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use canary_core::{ACTION_ANNOTATION, Phase, decide};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::{Instrument, info_span, instrument};
+
+use crate::clock::Clock;
+use crate::crd::CanaryPromotion;
+use crate::leader::Leadership;
+use crate::metrics::Metrics;
+use crate::router::{RouterError, TrafficRouter, gateway_http_route_resource};
+
+/// Put on every CanaryPromotion so deleting one mid-flight first returns traffic to stable.
+pub const FINALIZER: &str = "scholarship.dev/restore-stable";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Deployment {namespace}/{name} not found")]
+    MissingDeployment { namespace: String, name: String },
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("router carries weight {got} after setting {want}")]
+    WeightNotApplied { want: u32, got: u32 },
+    #[error("not the leader")]
+    NotLeader,
+    #[error("the object has no namespace")]
+    NoNamespace,
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Stable label for the errors metric.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::MissingDeployment { .. } => "missing_deployment",
+            Error::Router(RouterError::NotFound { .. }) => "missing_router_target",
+            Error::Router(RouterError::Invalid { .. }) => "invalid_router_target",
+            Error::Router(RouterError::Kube(_)) | Error::Kube(_) => "kube_api",
+            Error::WeightNotApplied { .. } => "weight_not_applied",
+            Error::NotLeader => "not_leader",
+            Error::NoNamespace => "invalid_object",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+
+    /// Errors no retry can fix until an object changes: reported, then `await_change`.
+    pub fn is_invalid_object(&self) -> bool {
+        match self {
+            Error::MissingDeployment { .. } | Error::NoNamespace => true,
+            Error::Router(r) => r.is_invalid_object(),
+            _ => false,
+        }
+    }
+
+    /// Condition/event reason naming the problem.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::MissingDeployment { .. } => "DeploymentNotFound",
+            Error::Router(RouterError::NotFound { kind: "Ingress", .. }) => "IngressNotFound",
+            Error::Router(RouterError::NotFound { kind: "HTTPRoute", .. }) => "HTTPRouteNotFound",
+            Error::Router(RouterError::NotFound { .. }) => "RouterTargetNotFound",
+            Error::Router(RouterError::Invalid { .. }) => "RouterTargetInvalid",
+            _ => "ReconcileError",
+        }
+    }
+}
+
+impl From<finalizer::Error<Error>> for Error {
+    fn from(e: finalizer::Error<Error>) -> Self {
+        match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+            other => Error::Finalizer(other.to_string()),
+        }
+    }
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub http: reqwest::Client,
+    pub prometheus_timeout: Duration,
+    /// Lower bound of the metric window (the window is otherwise two intervals).
+    pub min_window: Duration,
+    pub leadership: Leadership,
+    /// Consecutive failures per object, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContextSettings {
+    pub prometheus_timeout: Duration,
+    pub min_window: Duration,
+    pub identity: String,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        leadership: Leadership,
+        s: &ContextSettings,
+    ) -> Result<Self, reqwest::Error> {
+        let reporter = Reporter {
+            controller: "canary-operator".into(),
+            instance: Some(s.identity.clone()),
+        };
+        Ok(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clock,
+            metrics,
+            http: reqwest::Client::builder()
+                .connect_timeout(s.prometheus_timeout)
+                .build()?,
+            prometheus_timeout: s.prometheus_timeout,
+            min_window: s.min_window,
+            leadership,
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+fn key(cp: &CanaryPromotion) -> String {
+    format!("{}/{}", cp.namespace().unwrap_or_default(), cp.name_any())
+}
+
+/// Which changes to a CanaryPromotion need a reconcile: the spec (generation), a one-off
+/// action, deletion and our finalizer. Status changes are our own writes and must not
+/// trigger another round, or every status write would loop straight back.
+fn trigger_hash(cp: &CanaryPromotion) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cp.meta().generation.hash(&mut h);
+    cp.annotations().get(ACTION_ANNOTATION).hash(&mut h);
+    cp.meta().deletion_timestamp.is_some().hash(&mut h);
+    cp.finalizers().iter().any(|f| f == FINALIZER).hash(&mut h);
+    Some(h.finish())
+}
+
+/// Maps a changed Deployment/Ingress/HTTPRoute to the CanaryPromotions naming it.
+fn referencing(
+    store: &Store<CanaryPromotion>,
+    namespace: Option<String>,
+    name: String,
+    matches: fn(&CanaryPromotion, &str) -> bool,
+) -> Vec<ObjectRef<CanaryPromotion>> {
+    store
+        .state()
+        .iter()
+        .filter(|cp| cp.namespace() == namespace && matches(cp, &name))
+        .map(|cp| ObjectRef::from_obj(cp.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (cps, deployments, ingresses): (Api<CanaryPromotion>, Api<Deployment>, Api<Ingress>) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let route_resource = gateway_http_route_resource();
+    let routes: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &route_resource),
+        None => Api::all_with(client.clone(), &route_resource),
+    };
+    // Clusters without the Gateway API CRDs: watching HTTPRoutes would only log 404s.
+    let gateway_api = routes.list(&ListParams::default().limit(1)).await.is_ok();
+
+    let (reader, writer) = reflector::store();
+    let trigger = watcher(cps, watcher::Config::default().any_semantic())
+        .default_backoff()
+        // managedFields are most of a stored object's size and never read here.
+        .modify(|cp| cp.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger_hash, Default::default());
+    let mut controller = Controller::for_stream(trigger, reader.clone())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    let store = reader.clone();
+    controller = controller.watches(deployments, watcher::Config::default(), move |d: Deployment| {
+        referencing(&store, d.namespace(), d.name_any(), |cp, n| {
+            let s = &cp.spec.promotion;
+            s.stable.deployment == n || s.canary.deployment == n
+        })
+    });
+    let store = reader.clone();
+    controller = controller.watches(ingresses, watcher::Config::default(), move |i: Ingress| {
+        referencing(&store, i.namespace(), i.name_any(), |cp, n| {
+            cp.spec
+                .promotion
+                .traffic
+                .nginx
+                .as_ref()
+                .is_some_and(|r| r.canary_ingress == n)
+        })
+    });
+    if gateway_api {
+        let store = reader.clone();
+        controller = controller.watches_with(
+            routes,
+            route_resource,
+            watcher::Config::default(),
+            move |r: DynamicObject| {
+                referencing(&store, r.namespace(), r.name_any(), |cp, n| {
+                    cp.spec
+                        .promotion
+                        .traffic
+                        .gateway_api
+                        .as_ref()
+                        .is_some_and(|g| g.http_route == n)
+                })
+            },
+        );
+    }
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile round ended with an error");
+            }
+        })
+        .await;
+}
+
+#[instrument(skip_all, fields(namespace = cp.namespace().unwrap_or_default(), name = cp.name_any()))]
+async fn reconcile(cp: Arc<CanaryPromotion>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    if !ctx.leadership.is_leader() {
+        return Err(Error::NotLeader);
+    }
+    let ns = cp.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<CanaryPromotion> = Api::namespaced(ctx.client.clone(), &ns);
+    let cp = add_first_finalizer(&api, cp).await?;
+    let result = finalizer(&api, FINALIZER, cp, |event| async {
+        match event {
+            FinalizerEvent::Apply(cp) => apply(cp, &ctx, &ns).await,
+            FinalizerEvent::Cleanup(cp) => cleanup(cp, &ctx, &ns).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
+    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Adds our finalizer to an object that has none with a merge patch guarded by the
+/// `resourceVersion` read (a conflict is retried). kube's `finalizer()` would do the same with
+/// a JSON patch testing `/metadata/finalizers == null`, which API servers disagree on when
+/// the field is absent (the stand-in rejects it); objects that already carry finalizers are
+/// left to kube's helper.
+async fn add_first_finalizer(
+    api: &Api<CanaryPromotion>,
+    cp: Arc<CanaryPromotion>,
+) -> Result<Arc<CanaryPromotion>, Error> {
+    if !cp.finalizers().is_empty() || cp.meta().deletion_timestamp.is_some() {
+        return Ok(cp);
+    }
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": [FINALIZER],
+        "resourceVersion": cp.resource_version(),
+    }});
+    let params = kube::api::PatchParams {
+        field_manager: Some(crate::FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    let patched = api
+        .patch(&cp.name_any(), &params, &kube::api::Patch::Merge(&patch))
+        .await?;
+    Ok(Arc::new(patched))
+}
+
+async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Action, Error> {
+    let now = ctx.clock.now();
+    let observed = match observe::observe(&cp, ctx, ns).await {
+        Ok(o) => o,
+        Err(e) if e.is_invalid_object() => {
+            tracing::warn!(error = %e, "cannot act on the object until it or what it references changes");
+            ctx.metrics.error(e.category());
+            status::report_invalid(&cp, ctx, &e, now).await?;
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e),
+    };
+    let previous = cp.status.clone().unwrap_or_default();
+    let decision = decide(&cp.spec.promotion, &previous, &observed.obs, now);
+    let outcome = act::act(&cp, ctx, &observed, decision, now).await?;
+    for gate in &outcome.decision.status.gates {
+        if matches!(previous.phase, Phase::Progressing | Phase::Paused) {
+            ctx.metrics.gate(gate.state);
+        }
+    }
+    status::write(&cp, ctx, &previous, outcome.decision.status.clone(), now).await?;
+    act::publish(&cp, ctx, &outcome.decision.events).await;
+    ctx.metrics.set_phase(&key(&cp), Some(outcome.decision.status.phase));
+    if let Ok(mut f) = ctx.failures.lock() {
+        f.remove(&key(&cp));
+    }
+    Ok(match outcome.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// Deletion: traffic back on stable before the finalizer lets the object go.
+async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Action, Error> {
+    let span = info_span!("cleanup");
+    async {
+        if let Some(router) = crate::router::Router::for_spec(&ctx.client, ns, &cp.spec.promotion) {
+            match router.consolidate().await {
+                Ok(0) => tracing::info!(router = router.kind(), "traffic restored to stable"),
+                // The replica router waits for stable pods before removing the canary.
+                Ok(w) => return Err(Error::WeightNotApplied { want: 0, got: w }),
+                // Nothing to restore when the router object is gone.
+                Err(e) if e.is_invalid_object() => tracing::info!(error = %e, "no router object to restore"),
+                Err(e) => return Err(Error::Router(e)),
+            }
+        }
+        ctx.metrics.set_phase(&key(&cp), None);
+        Ok(Action::await_change())
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy(cp: Arc<CanaryPromotion>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(error.category());
+    let failures = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&cp)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    // 0.5 s, 1 s, 2 s, ... capped at 30 s: quick for a blip, gentle for an outage.
+    let backoff = Duration::from_millis(500).saturating_mul(1 << failures.min(6).saturating_sub(1));
+    tracing::warn!(error = %error, category = error.category(), retry_in = ?backoff, "reconcile failed");
+    Action::requeue(backoff.min(Duration::from_secs(30)))
+}
+
+/// Used by `lib::run` to wait for leadership changes.
+pub type ShutdownRx = watch::Receiver<bool>;

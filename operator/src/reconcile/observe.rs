@@ -1,0 +1,111 @@
+//! observe: read the world into one plain `Observation` (the only input `decide` has about it).
+
+use std::time::Duration;
+
+use canary_core::duration::parse_duration;
+use canary_core::{ACTION_ANNOTATION, DeploymentObservation, Observation, Phase};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+
+use super::{Context, Error};
+use crate::crd::CanaryPromotion;
+use crate::provider::prometheus::PrometheusProvider;
+use crate::provider::{MetricProvider, Wanted, window_for};
+use crate::router::{Router, TrafficRouter};
+
+pub struct Observed {
+    pub obs: Observation,
+    /// `None` only for a spec without a router, which `decide` reports as invalid.
+    pub router: Option<Router>,
+    pub stable: Deployment,
+}
+
+/// Image of the first container (the application container by convention).
+pub fn first_image(d: &Deployment) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()
+}
+
+/// The Deployment controller has rolled out the current spec and reports `Available`.
+pub fn available(d: &Deployment) -> bool {
+    let Some(status) = d.status.as_ref() else {
+        return false;
+    };
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let rolled_out = status.observed_generation.unwrap_or(0) >= d.meta().generation.unwrap_or(0)
+        && status.updated_replicas.unwrap_or(0) >= wanted
+        && status.available_replicas.unwrap_or(0) >= wanted.min(1);
+    let condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Available" && c.status == "True");
+    rolled_out && condition
+}
+
+async fn deployment(api: &Api<Deployment>, ns: &str, name: &str) -> Result<Deployment, Error> {
+    api.get_opt(name).await?.ok_or_else(|| Error::MissingDeployment {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+pub fn interval(cp: &CanaryPromotion) -> Duration {
+    parse_duration(&cp.spec.promotion.interval)
+        .ok()
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| *d >= Duration::from_secs(1))
+        .unwrap_or(Duration::from_secs(30))
+}
+
+pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Observed, Error> {
+    let spec = &cp.spec.promotion;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let (stable, canary) = futures::try_join!(
+        deployment(&deployments, ns, &spec.stable.deployment),
+        deployment(&deployments, ns, &spec.canary.deployment),
+    )?;
+    let router = Router::for_spec(&ctx.client, ns, spec);
+    let router_weight = match &router {
+        Some(r) => Some(r.weight().await?),
+        None => None,
+    };
+    let generation = cp.meta().generation.unwrap_or(0);
+    let status = cp.status.clone().unwrap_or_default();
+    // Readings matter only while a step is being judged; skipping them otherwise keeps idle
+    // and finished promotions from loading Prometheus.
+    let judging =
+        matches!(status.phase, Phase::Progressing | Phase::Paused) && status.observed_generation == Some(generation);
+    let readings = if judging {
+        let provider = PrometheusProvider::new(
+            ctx.http.clone(),
+            &spec.metrics.prometheus.address,
+            ctx.prometheus_timeout,
+        );
+        let window = window_for(interval(cp), ctx.min_window);
+        provider.read(&Wanted::for_spec(spec), window).await
+    } else {
+        Default::default()
+    };
+    let obs = Observation {
+        generation,
+        gates: readings.gates,
+        criteria: readings.criteria,
+        router_weight,
+        stable: DeploymentObservation {
+            image: first_image(&stable),
+            available: available(&stable),
+        },
+        canary_image: first_image(&canary),
+        action: cp.annotations().get(ACTION_ANNOTATION).cloned(),
+    };
+    Ok(Observed { obs, router, stable })
+}

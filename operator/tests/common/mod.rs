@@ -1,0 +1,397 @@
+//! Shared fixtures for the controller tests: the API-server stand-in (or a real cluster via
+//! `KUBECONFIG` when `CANARY_TEST_REAL_CLUSTER=1`), a tiny "kubelet" that keeps Deployment
+//! status in line with spec, and a scripted Prometheus answering `/api/v1/query`.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use canary_operator::CanaryPromotion;
+use canary_operator::clock::SystemClock;
+use canary_operator::provider::Sli;
+use canary_operator::provider::prometheus::{builtin_query, samples_query};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::CustomResourceExt;
+use kube::{Client, Config, ResourceExt};
+use kube_standin::StandIn;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+pub const OLD_IMAGE: &str = "registry.example/scholarship-api:v1.4.2";
+pub const NEW_IMAGE: &str = "registry.example/scholarship-api:v1.5.0";
+/// Window the operator is configured with in tests (min window; the interval is 1 s).
+pub const WINDOW: Duration = Duration::from_secs(2);
+
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    canary_operator::telemetry::init(canary_operator::telemetry::LogFormat::Text);
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, failing after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The API server for one test, with the CRD installed and a namespace of its own.
+pub struct Cluster {
+    pub standin: Option<StandIn>,
+    pub kubeconfig: std::path::PathBuf,
+    pub client: Client,
+    pub ns: String,
+    kubelet: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kubelet.abort();
+    }
+}
+
+pub async fn client_for(kubeconfig: &std::path::Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        init();
+        let real = std::env::var("CANARY_TEST_REAL_CLUSTER").is_ok_and(|v| v == "1");
+        let (standin, kubeconfig) = if real {
+            (
+                None,
+                std::path::PathBuf::from(std::env::var("KUBECONFIG").expect("KUBECONFIG")),
+            )
+        } else {
+            let s = StandIn::start().await.unwrap();
+            let path = s.kubeconfig.clone();
+            (Some(s), path)
+        };
+        let client = client_for(&kubeconfig).await;
+        install_crd(&client).await;
+        let ns = if real {
+            let ns = format!("canary-test-{}", std::process::id());
+            let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+            let _ = nss
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+                )
+                .await;
+            ns
+        } else {
+            "default".to_owned()
+        };
+        // On a real cluster the Deployment controller and kubelets do this.
+        let kubelet = if real {
+            tokio::spawn(async {})
+        } else {
+            tokio::spawn(kubelet(client.clone(), ns.clone()))
+        };
+        Cluster {
+            standin,
+            kubeconfig,
+            client,
+            ns,
+            kubelet,
+        }
+    }
+
+    pub fn cps(&self) -> Api<CanaryPromotion> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn ingresses(&self) -> Api<Ingress> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn create_deployment(&self, name: &str, image: &str, replicas: i32) {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "scholarship-api"}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "scholarship-api", "deploy": name}},
+                "template": {
+                    "metadata": {"labels": {"app": "scholarship-api", "deploy": name}},
+                    "spec": {"containers": [{"name": "api", "image": image}]}
+                }
+            }
+        }))
+        .unwrap();
+        self.deployments().create(&PostParams::default(), &d).await.unwrap();
+    }
+
+    pub async fn create_canary_ingress(&self, name: &str) {
+        let ing: Ingress = serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": {"nginx.ingress.kubernetes.io/canary": "true"}},
+            "spec": {"rules": [{"host": "api.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}
+        }))
+        .unwrap();
+        self.ingresses().create(&PostParams::default(), &ing).await.unwrap();
+    }
+
+    pub async fn create_cp(&self, name: &str, spec: Value) {
+        let cp: CanaryPromotion = serde_json::from_value(
+            json!({"apiVersion": "scholarship.dev/v1alpha1", "kind": "CanaryPromotion",
+                "metadata": {"name": name}, "spec": spec}),
+        )
+        .unwrap();
+        self.cps().create(&PostParams::default(), &cp).await.unwrap();
+    }
+
+    pub async fn cp(&self, name: &str) -> Option<CanaryPromotion> {
+        self.cps().get_opt(name).await.unwrap()
+    }
+
+    pub async fn status(&self, name: &str) -> Value {
+        let cp = self.cps().get(name).await.unwrap();
+        serde_json::to_value(cp.status).unwrap()
+    }
+
+    pub async fn wait_phase(&self, name: &str, phase: &str, limit: Duration) -> Value {
+        eventually(limit, &format!("{name} to reach {phase}"), || async {
+            let s = self.status(name).await;
+            (s["phase"] == phase).then_some(s)
+        })
+        .await
+    }
+
+    pub async fn ingress_weight(&self, name: &str) -> Option<String> {
+        let ing = self.ingresses().get(name).await.unwrap();
+        ing.annotations()
+            .get("nginx.ingress.kubernetes.io/canary-weight")
+            .cloned()
+    }
+
+    pub async fn image(&self, deployment: &str) -> String {
+        let d = self.deployments().get(deployment).await.unwrap();
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    }
+
+    /// Event reasons recorded for `name`, oldest first.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut list: Vec<_> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        list.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        list.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    pub async fn delete_cp(&self, name: &str) {
+        self.cps().delete(name, &DeleteParams::default()).await.unwrap();
+    }
+}
+
+async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = CanaryPromotion::crd();
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+        Err(e) => panic!("cannot install the CRD: {e}"),
+    }
+    let cps: Api<CanaryPromotion> = Api::all(client.clone());
+    eventually(Duration::from_secs(10), "the CRD to be served", || async {
+        cps.list(&ListParams::default().limit(1)).await.ok()
+    })
+    .await;
+}
+
+/// Plays the Deployment controller and kubelet: status follows spec a moment later.
+async fn kubelet(client: Client, ns: String) {
+    let api: Api<Deployment> = Api::namespaced(client, &ns);
+    loop {
+        if let Ok(list) = api.list(&ListParams::default()).await {
+            for d in list.items {
+                let generation = d.metadata.generation.unwrap_or(0);
+                let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let st = d.status.clone().unwrap_or_default();
+                if st.observed_generation == Some(generation) && st.ready_replicas.unwrap_or(0) == replicas {
+                    continue;
+                }
+                let status = json!({"status": {
+                    "observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
+                    "readyReplicas": replicas, "availableReplicas": replicas,
+                    "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]
+                }});
+                let _ = api
+                    .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A Prometheus HTTP API with scripted answers: each built-in SLI has a value (or no data),
+/// the request count is 1000 unless told otherwise, custom PromQL maps to values.
+#[derive(Clone)]
+pub struct ScriptedProm {
+    pub address: String,
+    answers: Arc<Mutex<HashMap<String, Option<f64>>>>,
+    pub queries: Arc<Mutex<u64>>,
+}
+
+impl ScriptedProm {
+    pub async fn start() -> ScriptedProm {
+        let answers: Arc<Mutex<HashMap<String, Option<f64>>>> = Arc::default();
+        let queries: Arc<Mutex<u64>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (a, q) = (answers.clone(), queries.clone());
+        let app = axum::Router::new().route(
+            "/api/v1/query",
+            axum::routing::get(
+                move |axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>| {
+                    let (a, q) = (a.clone(), q.clone());
+                    async move {
+                        *q.lock().unwrap() += 1;
+                        let query = params.get("query").cloned().unwrap_or_default();
+                        let value = a.lock().unwrap().get(&query).copied().flatten();
+                        let result = match value {
+                            Some(v) => json!([{"metric": {}, "value": [0.0, v.to_string()]}]),
+                            None => json!([]),
+                        };
+                        axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": result}}))
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let p = ScriptedProm {
+            address,
+            answers,
+            queries,
+        };
+        p.set_samples(Some(1000.0));
+        p.all_green();
+        p
+    }
+
+    pub fn set_query(&self, query: &str, v: Option<f64>) {
+        self.answers.lock().unwrap().insert(query.to_owned(), v);
+    }
+
+    pub fn set(&self, sli: Sli, v: Option<f64>) {
+        self.set_query(&builtin_query(sli, WINDOW), v);
+    }
+
+    pub fn set_samples(&self, v: Option<f64>) {
+        self.set_query(&samples_query(WINDOW), v);
+    }
+
+    pub fn all_green(&self) {
+        self.set(Sli::Availability, Some(0.9995));
+        self.set(Sli::P95LatencyMs, Some(180.0));
+        self.set(Sli::ErrorRate5xx, Some(0.001));
+        self.set(Sli::RateLimited429, Some(0.002));
+        self.set(Sli::LimiterRedisErrors, Some(0.0));
+        self.set(Sli::OpenaiFallbackRate, Some(0.01));
+        self.set(Sli::DbPoolUtilization, Some(0.3));
+    }
+}
+
+/// A promotion spec with short timings: interval 1 s, bakes of `bake`.
+pub fn spec(traffic: Value, prometheus: &str, bake: &str, rollback_for: &str) -> Value {
+    json!({
+        "stable": {"deployment": "api"},
+        "canary": {"deployment": "api-canary", "image": NEW_IMAGE},
+        "traffic": traffic,
+        "steps": [{"weight": 10, "bake": bake}, {"weight": 50, "bake": bake}, {"weight": 100, "bake": bake}],
+        "interval": "1s",
+        "metrics": {"prometheus": {"address": prometheus}},
+        "gates": {"sli": {"availability": ">= 0.999", "p95LatencyMs": "<= 220", "errorRate5xx": "<= 0.005",
+                          "rateLimited429": "<= 0.01", "minSamples": 100}},
+        "rollback": [
+            {"metric": "p95LatencyMs", "above": 250, "for": rollback_for},
+            {"metric": "errorRate5xx", "above": 0.01, "for": rollback_for},
+            {"metric": "limiterRedisErrors", "above": 0, "for": rollback_for}
+        ]
+    })
+}
+
+pub fn nginx() -> Value {
+    json!({"nginx": {"canaryIngress": "api-canary"}})
+}
+
+/// Operator settings for in-process runs (no election unless given a lease).
+pub fn settings(lease: Option<canary_operator::leader::LeaseSettings>) -> canary_operator::Settings {
+    canary_operator::Settings {
+        namespace: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        lease,
+        identity: "test-operator".into(),
+        prometheus_timeout: Duration::from_secs(2),
+        min_window: WINDOW,
+        concurrency: 8,
+    }
+}
+
+/// The operator running inside the test process; stops when dropped.
+pub struct InProcess {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<Result<(), canary_operator::RunError>>>,
+}
+
+impl InProcess {
+    pub fn start(cluster: &Cluster) -> InProcess {
+        let (stop, rx) = watch::channel(false);
+        let client = cluster.client.clone();
+        let task = tokio::spawn(canary_operator::run(client, settings(None), Arc::new(SystemClock), rx));
+        InProcess { stop, task: Some(task) }
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}

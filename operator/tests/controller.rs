@@ -1,0 +1,356 @@
+//! The controller against the API-server stand-in (or a real cluster, see `common`), with a
+//! scripted Prometheus: promotion, rollback, invalid references, deletion mid-flight.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use canary_operator::provider::Sli;
+use common::*;
+use serde_json::json;
+
+/// Every test bounds its own time.
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(LIMIT, f).await.expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_full_promotion() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        c.create_canary_ingress("api-canary").await;
+        let op = InProcess::start(&c);
+        c.create_cp("promo", spec(nginx(), &prom.address, "2s", "3s")).await;
+
+        // Watch the weights the router carries on the way.
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        loop {
+            if let Some(w) = c.ingress_weight("api-canary").await
+                && seen.last() != Some(&w)
+            {
+                seen.push(w);
+            }
+            let s = c.status("promo").await;
+            if s["phase"] == "Promoted" {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(40), "not promoted in time: {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let s = c.status("promo").await;
+        assert_eq!(s["weight"], 0);
+        assert_eq!(s["stepLabel"], "3/3");
+        assert_eq!(s["gatesSummary"], "4/4");
+        assert_eq!(c.image("api").await, NEW_IMAGE, "stable runs the canary image");
+        assert_eq!(c.ingress_weight("api-canary").await.as_deref(), Some("0"));
+        for w in ["10", "50", "100"] {
+            assert!(seen.iter().any(|s| s == w), "weight {w} never applied: {seen:?}");
+        }
+        let conditions = s["conditions"].as_array().unwrap();
+        let promoted = conditions.iter().find(|c| c["type"] == "Promoted").unwrap();
+        assert_eq!(promoted["status"], "True");
+        let resolved = conditions.iter().find(|c| c["type"] == "ReferencesResolved").unwrap();
+        assert_eq!(resolved["status"], "True");
+        let reasons = eventually(Duration::from_secs(5), "Promoted event", || async {
+            let r = c.event_reasons("promo").await;
+            r.iter().any(|x| x == "Promoted").then_some(r)
+        })
+        .await;
+        for r in ["Started", "StepAdvanced", "Promoting", "Promoted"] {
+            assert!(reasons.iter().any(|x| x == r), "no {r} event in {reasons:?}");
+        }
+        let cp = c.cp("promo").await.unwrap();
+        assert!(
+            cp.metadata
+                .finalizers
+                .unwrap_or_default()
+                .iter()
+                .any(|f| f == "scholarship.dev/restore-stable")
+        );
+        op.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_when_a_criterion_holds_for_its_window() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        c.create_canary_ingress("api-canary").await;
+        let op = InProcess::start(&c);
+        c.create_cp("promo", spec(nginx(), &prom.address, "1h", "2s")).await;
+        eventually(LIMIT, "weight 10", || async {
+            (c.ingress_weight("api-canary").await.as_deref() == Some("10")).then_some(())
+        })
+        .await;
+        // Let a few green evaluations pass, then breach p95 latency.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        prom.set(Sli::P95LatencyMs, Some(300.0));
+        let breach = Instant::now();
+        eventually(LIMIT, "weight 0", || async {
+            (c.ingress_weight("api-canary").await.as_deref() == Some("0")).then_some(())
+        })
+        .await;
+        let elapsed = breach.elapsed();
+        // Visible at the next evaluation (≤ 1 interval), then held for `for` (2 s).
+        assert!(
+            elapsed >= Duration::from_secs(2),
+            "rolled back before the window: {elapsed:?}"
+        );
+        assert!(elapsed <= Duration::from_secs(5), "rollback too slow: {elapsed:?}");
+        eprintln!("breach visible → weight 0: {elapsed:?} (for = 2s, interval = 1s)");
+        let s = c.wait_phase("promo", "RolledBack", Duration::from_secs(5)).await;
+        let rb = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "RolledBack")
+            .unwrap()
+            .clone();
+        assert_eq!(rb["status"], "True");
+        assert_eq!(rb["reason"], "RollbackCriterion");
+        assert!(
+            s["message"].as_str().unwrap().contains("p95LatencyMs 300 > 250 for 2s"),
+            "{s}"
+        );
+        assert_eq!(c.image("api").await, OLD_IMAGE);
+        let reasons = eventually(Duration::from_secs(5), "RolledBack event", || async {
+            let r = c.event_reasons("promo").await;
+            r.iter().any(|x| x == "RolledBack").then_some(r)
+        })
+        .await;
+        assert!(reasons.iter().any(|r| r == "RollbackStarted"), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r == "RolledBack"), "{reasons:?}");
+        // A gate failing too: the p95 gate went Failing with an event.
+        assert!(reasons.iter().any(|r| r == "GateFailing"), "{reasons:?}");
+        op.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_deployment_gets_a_condition_and_recovers() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_canary_ingress("api-canary").await;
+        let op = InProcess::start(&c);
+        c.create_cp("promo", spec(nginx(), &prom.address, "1h", "1m")).await;
+        let s = eventually(LIMIT, "ReferencesResolved=False", || async {
+            let s = c.cp("promo").await?.status?;
+            let cond = s.conditions.iter().find(|c| c.type_ == "ReferencesResolved")?.clone();
+            (cond.status == canary_core::ConditionStatus::False).then_some((s, cond))
+        })
+        .await;
+        assert_eq!(s.1.reason, "DeploymentNotFound");
+        assert!(s.1.message.contains("api-canary"), "{}", s.1.message);
+        assert!(s.0.message.contains("not found"), "{}", s.0.message);
+        let reasons = eventually(Duration::from_secs(5), "DeploymentNotFound event", || async {
+            let r = c.event_reasons("promo").await;
+            r.iter().any(|x| x == "DeploymentNotFound").then_some(r)
+        })
+        .await;
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "DeploymentNotFound").count(),
+            1,
+            "not hot-looped: {reasons:?}"
+        );
+        // Creating the Deployment is a change the controller watches: it starts.
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        let s = c.wait_phase("promo", "Progressing", Duration::from_secs(10)).await;
+        let resolved = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "ReferencesResolved")
+            .unwrap()
+            .clone();
+        assert_eq!(resolved["status"], "True");
+        op.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_mid_flight_restores_stable() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        c.create_canary_ingress("api-canary").await;
+        let op = InProcess::start(&c);
+        c.create_cp("promo", spec(nginx(), &prom.address, "1h", "1m")).await;
+        eventually(LIMIT, "weight 10", || async {
+            (c.ingress_weight("api-canary").await.as_deref() == Some("10")).then_some(())
+        })
+        .await;
+        c.delete_cp("promo").await;
+        eventually(Duration::from_secs(10), "the object to go", || async {
+            c.cp("promo").await.is_none().then_some(())
+        })
+        .await;
+        assert_eq!(c.ingress_weight("api-canary").await.as_deref(), Some("0"));
+        assert_eq!(c.image("api").await, OLD_IMAGE);
+        op.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_data_holds_the_step() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        prom.set_samples(None);
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        c.create_canary_ingress("api-canary").await;
+        let op = InProcess::start(&c);
+        c.create_cp("promo", spec(nginx(), &prom.address, "1s", "1m")).await;
+        c.wait_phase("promo", "Progressing", Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let s = c.status("promo").await;
+        assert_eq!(s["currentStep"], 1, "no data must hold the step: {s}");
+        assert_eq!(s["gates"][0]["state"], "NoData", "{s}");
+        // Data arrives: it advances.
+        prom.set_samples(Some(1000.0));
+        eventually(Duration::from_secs(15), "step 2", || async {
+            (c.status("promo").await["currentStep"] == 2).then_some(())
+        })
+        .await;
+        let _ = json!({});
+        op.shutdown().await;
+    })
+    .await;
+}
+
+async fn promote_and_wait(
+    c: &Cluster,
+    prom: &ScriptedProm,
+    traffic: serde_json::Value,
+) -> (serde_json::Value, InProcess) {
+    let op = InProcess::start(c);
+    c.create_cp("promo", spec(traffic, &prom.address, "1s", "3s")).await;
+    let s = c.wait_phase("promo", "Promoted", Duration::from_secs(40)).await;
+    assert_eq!(c.image("api").await, NEW_IMAGE, "stable runs the canary image");
+    (s, op)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_full_promotion() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        let ar = canary_operator::router::gateway_http_route_resource();
+        let routes: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(c.client.clone(), &c.ns, &ar);
+        let route: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "api"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
+                {"name": "api", "port": 80, "weight": 100}, {"name": "api-canary", "port": 80, "weight": 0}]}]}
+        }))
+        .unwrap();
+        routes.create(&Default::default(), &route).await.unwrap();
+        let weights = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
+        let (w, r) = (weights.clone(), routes.clone());
+        let sampler = tokio::spawn(async move {
+            loop {
+                if let Ok(route) = r.get("api").await {
+                    let refs = &route.data["spec"]["rules"][0]["backendRefs"];
+                    let pair = (
+                        refs[0]["weight"].as_u64().unwrap_or(0),
+                        refs[1]["weight"].as_u64().unwrap_or(0),
+                    );
+                    let mut w = w.lock().unwrap();
+                    if w.last() != Some(&pair) {
+                        w.push(pair);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let traffic =
+            json!({"gatewayApi": {"httpRoute": "api", "stableBackend": "api", "canaryBackend": "api-canary"}});
+        let (s, op) = promote_and_wait(&c, &prom, traffic).await;
+        op.shutdown().await;
+        sampler.abort();
+        assert_eq!(s["weight"], 0);
+        // The sampler may have stopped between the last route write and its next poll.
+        let route = routes.get("api").await.unwrap();
+        let refs = &route.data["spec"]["rules"][0]["backendRefs"];
+        let last = (
+            refs[0]["weight"].as_u64().unwrap_or(0),
+            refs[1]["weight"].as_u64().unwrap_or(0),
+        );
+        let mut seen = weights.lock().unwrap().clone();
+        if seen.last() != Some(&last) {
+            seen.push(last);
+        }
+        for pair in [(90, 10), (50, 50), (0, 100)] {
+            assert!(seen.contains(&pair), "{pair:?} never applied: {seen:?}");
+        }
+        assert_eq!(seen.last(), Some(&(100, 0)), "{seen:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_ratio_full_promotion() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_deployment("api", OLD_IMAGE, 4).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 0).await;
+        let replicas = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i32, i32)>::new()));
+        let (rs, deployments) = (replicas.clone(), c.deployments());
+        let sampler = tokio::spawn(async move {
+            loop {
+                let ready = |d: &k8s_openapi::api::apps::v1::Deployment| {
+                    d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+                };
+                if let (Ok(s), Ok(k)) = (deployments.get("api").await, deployments.get("api-canary").await) {
+                    let pair = (ready(&s), ready(&k));
+                    let mut rs = rs.lock().unwrap();
+                    if rs.last() != Some(&pair) {
+                        rs.push(pair);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let (_, op) = promote_and_wait(&c, &prom, json!({"replicas": {}})).await;
+        // Promoted once stable runs the image; the canary leaves once stable is ready again.
+        eventually(Duration::from_secs(10), "weight 0", || async {
+            (c.status("promo").await["weight"] == 0).then_some(())
+        })
+        .await;
+        op.shutdown().await;
+        sampler.abort();
+        let seen = replicas.lock().unwrap().clone();
+        // 10 % of 4 → 1 canary + 3 stable; 50 % → 2 + 2; 100 % → 4 canary.
+        for pair in [(3, 1), (2, 2), (0, 4)] {
+            assert!(seen.contains(&pair), "{pair:?} never reached: {seen:?}");
+        }
+        // Ready capacity never dropped below the stable's original 4 replicas.
+        assert!(seen.iter().skip(1).all(|(s, k)| s + k >= 4), "{seen:?}");
+        let stable = c.deployments().get("api").await.unwrap();
+        let canary = c.deployments().get("api-canary").await.unwrap();
+        assert_eq!(stable.spec.unwrap().replicas, Some(4));
+        assert_eq!(canary.spec.unwrap().replicas, Some(0));
+    })
+    .await;
+}
