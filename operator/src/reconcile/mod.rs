@@ -273,7 +273,6 @@ async fn reconcile(cp: Arc<CanaryPromotion>, ctx: Arc<Context>) -> Result<Action
     }
     let ns = cp.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<CanaryPromotion> = Api::namespaced(ctx.client.clone(), &ns);
-    let cp = add_first_finalizer(&api, cp).await?;
     let result = finalizer(&api, FINALIZER, cp, |event| async {
         match event {
             FinalizerEvent::Apply(cp) => apply(cp, &ctx, &ns).await,
@@ -284,32 +283,6 @@ async fn reconcile(cp: Arc<CanaryPromotion>, ctx: Arc<Context>) -> Result<Action
     .map_err(Error::from);
     ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
     result
-}
-
-/// Adds our finalizer to an object that has none with a merge patch guarded by the
-/// `resourceVersion` read (a conflict is retried). kube's `finalizer()` would do the same with
-/// a JSON patch testing `/metadata/finalizers == null`, which API servers disagree on when
-/// the field is absent (the stand-in rejects it); objects that already carry finalizers are
-/// left to kube's helper.
-async fn add_first_finalizer(
-    api: &Api<CanaryPromotion>,
-    cp: Arc<CanaryPromotion>,
-) -> Result<Arc<CanaryPromotion>, Error> {
-    if !cp.finalizers().is_empty() || cp.meta().deletion_timestamp.is_some() {
-        return Ok(cp);
-    }
-    let patch = serde_json::json!({"metadata": {
-        "finalizers": [FINALIZER],
-        "resourceVersion": cp.resource_version(),
-    }});
-    let params = kube::api::PatchParams {
-        field_manager: Some(crate::FIELD_MANAGER.to_owned()),
-        ..Default::default()
-    };
-    let patched = api
-        .patch(&cp.name_any(), &params, &kube::api::Patch::Merge(&patch))
-        .await?;
-    Ok(Arc::new(patched))
 }
 
 async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Action, Error> {

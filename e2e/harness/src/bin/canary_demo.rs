@@ -1,0 +1,138 @@
+//! `canary-demo`: the whole canary promotion on this machine in one command (see
+//! docs/demo.md). Starts every part on loopback, prints `kubectl get canarypromotions -o wide`
+//! every few seconds until the promotion ends, then what each part saw. Stops everything it
+//! started on exit, Ctrl-C included.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use canary_e2e::manifests::NAMESPACE;
+use canary_e2e::processes::Binaries;
+use canary_e2e::scenario::{ScenarioConfig, Stack, TERMINAL_PHASES};
+use clap::Parser;
+
+/// One-command local demo of the canary operator promoting scholarship-api v1.4.0 → v1.5.0.
+#[derive(Parser)]
+#[command(name = "canary-demo", version)]
+struct Cli {
+    /// Directory holding `scholarship-api` and `canary-operator` (default: next to this binary).
+    #[arg(long, env = "CANARY_DEMO_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Load through the ingress stand-in, requests per second.
+    #[arg(long, env = "CANARY_DEMO_RATE", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=200))]
+    rate: u32,
+    /// Give up waiting for the promotion after this many seconds.
+    #[arg(long, env = "CANARY_DEMO_TIMEOUT_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(30..=300))]
+    timeout_seconds: u64,
+    /// Print `kubectl get canarypromotions` every this many seconds.
+    #[arg(long, env = "CANARY_DEMO_PRINT_EVERY_SECONDS", default_value_t = 3)]
+    print_every_seconds: u64,
+    /// Keep the directory with every process's log.
+    #[arg(long, env = "CANARY_DEMO_KEEP_LOGS")]
+    keep_logs: bool,
+}
+
+fn main() -> ExitCode {
+    canary_e2e::install_crypto_provider();
+    canary_e2e::init_logging("warn");
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("canary-demo: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        tokio::select! {
+            result = demo(cli) => match result {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("canary-demo: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                // Dropping `demo` drops the stack: every child is stopped before we return.
+                eprintln!("\ncanary-demo: interrupted; stopping everything");
+                ExitCode::from(130)
+            }
+        }
+    });
+    // Background tasks (proxy, watchers) end with the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
+}
+
+/// Runs the demo; `Ok(true)` when the promotion ended `Promoted`.
+async fn demo(cli: Cli) -> Result<bool, canary_e2e::HarnessError> {
+    let binaries = match &cli.bin_dir {
+        Some(dir) => Binaries::in_dir(dir),
+        None => Binaries::next_to_current_exe()?,
+    };
+    let mut config = ScenarioConfig::demo(binaries);
+    config.requests_per_second = cli.rate;
+    config.timeout = Duration::from_secs(cli.timeout_seconds);
+    config.keep_logs = cli.keep_logs;
+    let steps = config
+        .steps
+        .iter()
+        .map(|(w, bake)| format!("{w}% for {}s", bake.as_secs()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("canary-demo: promoting scholarship-api v1.4.0 -> v1.5.0 in steps of {steps}\n");
+    let timeout = config.timeout;
+    let stack = Stack::start(config, |line| println!("  started: {line}")).await?;
+    println!("\n  logs: {}", stack.log_dir().display());
+    println!(
+        "  try:  KUBECONFIG={} kubectl get canprom -n {NAMESPACE} -o wide",
+        stack.kubeconfig().display()
+    );
+    println!(
+        "        curl -s '{}/api/v1/scholarships?page_size=2'\n",
+        stack.ingress().url()
+    );
+
+    let get = ["get", "canarypromotions", "-n", NAMESPACE, "-o", "wide"];
+    println!("$ kubectl {}", get.join(" "));
+    let mut header_printed = false;
+    let mut ticker = tokio::time::interval(Duration::from_secs(cli.print_every_seconds.max(1)));
+    loop {
+        ticker.tick().await;
+        match stack.kubectl(&get).await {
+            Ok(table) => {
+                for (i, line) in table.lines().enumerate() {
+                    if i == 0 && header_printed {
+                        continue;
+                    }
+                    let at = if i == 0 {
+                        "      ".to_owned()
+                    } else {
+                        format!("{:>5}s", stack.elapsed().as_secs())
+                    };
+                    println!("{at}  {line}");
+                }
+                header_printed = true;
+            }
+            Err(e) => println!("  (kubectl: {e})"),
+        }
+        let phase = stack.phase();
+        if phase.as_deref().is_some_and(|p| TERMINAL_PHASES.contains(&p)) {
+            break;
+        }
+        if stack.elapsed() > timeout {
+            println!("\ncanary-demo: no terminal phase after {timeout:?}; last phase {phase:?}");
+            break;
+        }
+    }
+    let deployments = stack
+        .kubectl(&["get", "deployments", "-n", NAMESPACE, "-o", "wide"])
+        .await
+        .unwrap_or_else(|e| e.to_string());
+    let report = stack.finish().await?;
+    println!("\n{}", report.render());
+    println!("$ kubectl get deployments -n {NAMESPACE} -o wide\n{deployments}");
+    Ok(report.phase == "Promoted")
+}

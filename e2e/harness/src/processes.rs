@@ -1,0 +1,193 @@
+//! The workspace's own binaries, run as child processes that die with us
+//! (`testkit::ManagedChild`: parent-death signal plus an exit hook).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::ManagedChild;
+
+use crate::error::{HarnessError, Result};
+
+/// Paths of the `scholarship-api` and `canary-operator` executables.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub api: PathBuf,
+    pub operator: PathBuf,
+}
+
+impl Binaries {
+    /// The binaries in `dir` (e.g. `target/release`).
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            api: dir.join("scholarship-api"),
+            operator: dir.join("canary-operator"),
+        }
+    }
+
+    /// The binaries built next to the running executable (cargo puts all of a profile's
+    /// binaries in one directory).
+    pub fn next_to_current_exe() -> Result<Self> {
+        let exe = std::env::current_exe().map_err(HarnessError::io("locate the current executable"))?;
+        let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Self::in_dir(&dir))
+    }
+
+    /// Fails naming the first missing binary.
+    pub fn check(&self) -> Result<()> {
+        for path in [&self.api, &self.operator] {
+            if !path.is_file() {
+                return Err(HarnessError::MissingBinary(path.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn log_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::create(path).map_err(HarnessError::io(format!("create {}", path.display())))
+}
+
+fn spawn(mut command: Command, log: &Path) -> Result<ManagedChild> {
+    let file = log_file(log)?;
+    let stderr = file
+        .try_clone()
+        .map_err(HarnessError::io(format!("open {}", log.display())))?;
+    command.stdin(Stdio::null()).stdout(file).stderr(stderr);
+    // The logs go to files: no terminal colour codes in them.
+    command.env("NO_COLOR", "1");
+    let name = command.get_program().to_string_lossy().into_owned();
+    ManagedChild::spawn(command, libc::SIGTERM).map_err(HarnessError::io(format!("start {name}")))
+}
+
+/// Polls `url` until it answers 200, or fails after `limit` naming `what` and its log.
+async fn wait_until_ok(url: &str, what: &str, log: &Path, limit: Duration) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(1))
+        .build()?;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(HarnessError::NotReady {
+                what: what.to_owned(),
+                limit,
+                detail: format!(" (see {})", log.display()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One `scholarship-api` process (a stand-in for one Deployment's pods).
+#[derive(Debug)]
+pub struct ApiProcess {
+    pub track: &'static str,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    _child: ManagedChild,
+}
+
+/// How to start an API process; both tracks share the database and Redis, as the two
+/// Deployments do in a cluster.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub database_url: String,
+    pub redis_url: String,
+    pub log_dir: PathBuf,
+}
+
+impl ApiProcess {
+    /// Starts it on a free loopback port and waits for `/readyz` (migrations done).
+    pub async fn start(binary: &Path, track: &'static str, settings: &ApiSettings) -> Result<Self> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        let log = settings.log_dir.join(format!("api-{track}.log"));
+        let mut command = Command::new(binary);
+        command
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(["--track", track])
+            .arg("--database-url")
+            .arg(&settings.database_url)
+            .arg("--redis-url")
+            .arg(&settings.redis_url)
+            .args(["--db-max-connections", "10"])
+            // The ingress stand-in is the only client on 127.0.0.1: trust its X-Forwarded-For
+            // so each simulated student gets their own rate-limit budget.
+            .args(["--trusted-proxies", "127.0.0.1/32"])
+            .args(["--shutdown-drain-ms", "0", "--shutdown-grace-seconds", "2"])
+            .arg("--insecure-no-auth")
+            .env("LOG_FILTER", "warn");
+        let child = spawn(command, &log)?;
+        wait_until_ok(
+            &format!("http://{addr}/readyz"),
+            &format!("scholarship-api ({track})"),
+            &log,
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(Self {
+            track,
+            addr,
+            log,
+            _child: child,
+        })
+    }
+}
+
+/// The real `canary-operator run`, against a kubeconfig.
+#[derive(Debug)]
+pub struct OperatorProcess {
+    pub metrics_addr: SocketAddr,
+    pub log: PathBuf,
+    _child: ManagedChild,
+}
+
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    pub kubeconfig: PathBuf,
+    pub namespace: String,
+    /// `--min-window`: the metric window is max(2 × interval, this).
+    pub min_window: Duration,
+    pub log_dir: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts it and waits for `/readyz` (the API server answered).
+    pub async fn start(binary: &Path, settings: &OperatorSettings) -> Result<Self> {
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        let log = settings.log_dir.join("canary-operator.log");
+        let mut command = Command::new(binary);
+        command
+            .arg("run")
+            .args(["--namespace", &settings.namespace])
+            .args(["--lease-namespace", &settings.namespace])
+            .arg("--listen")
+            .arg(metrics_addr.to_string())
+            .arg("--min-window")
+            .arg(crate::manifests::go_duration(settings.min_window))
+            .args(["--prometheus-timeout", "2s", "--log-format", "text"])
+            .args(["--identity", "canary-operator-0"])
+            .env("KUBECONFIG", &settings.kubeconfig)
+            .env("RUST_LOG", "info,kube=warn");
+        let child = spawn(command, &log)?;
+        wait_until_ok(
+            &format!("http://{metrics_addr}/readyz"),
+            "canary-operator",
+            &log,
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(Self {
+            metrics_addr,
+            log,
+            _child: child,
+        })
+    }
+}

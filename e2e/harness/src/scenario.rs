@@ -1,0 +1,388 @@
+//! The whole canary promotion on loopback: the stack (`Stack::start`), waiting for the
+//! outcome, and a report of what every part saw (`Stack::finish`).
+
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kube::api::DynamicObject;
+use kube::{Api, Client};
+use kube_standin::StandIn;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+pub use report::{EventLine, PhaseChange, ScenarioReport};
+
+use crate::cluster::{Kubectl, client_from_kubeconfig};
+use crate::error::{HarnessError, Result};
+use crate::ingress::{IngressConfig, IngressStandIn};
+use crate::kubelet::{KubeletConfig, KubeletStandIn};
+use crate::load::{LoadConfig, LoadGenerator};
+use crate::manifests::{self, NAMESPACE, PROMOTION, PromotionPlan};
+use crate::processes::{ApiProcess, ApiSettings, Binaries, OperatorProcess, OperatorSettings};
+
+/// Phases after which the operator does nothing more on its own.
+pub const TERMINAL_PHASES: [&str; 3] = ["Promoted", "RolledBack", "Failed"];
+
+#[derive(Debug, Clone)]
+pub struct ScenarioConfig {
+    pub binaries: Binaries,
+    /// `(weight, bake)` per step.
+    pub steps: Vec<(u32, Duration)>,
+    /// The promotion's evaluation interval.
+    pub interval: Duration,
+    /// The operator's `--min-window`.
+    pub min_window: Duration,
+    pub min_samples: u32,
+    pub requests_per_second: u32,
+    /// Longest wait for a terminal phase; the load stops by itself a little later.
+    pub timeout: Duration,
+    /// How long the kubelet stand-in takes to finish a rollout.
+    pub rollout_delay: Duration,
+    /// Prometheus scrape interval for both API processes.
+    pub scrape_interval: Duration,
+    /// Keep the directory with every process's log after the run.
+    pub keep_logs: bool,
+}
+
+impl ScenarioConfig {
+    /// The demo's settings: four steps, bakes of 10–12 s, 2 s interval, 40 req/s.
+    pub fn demo(binaries: Binaries) -> Self {
+        let s = Duration::from_secs;
+        Self {
+            binaries,
+            steps: vec![(10, s(10)), (30, s(12)), (60, s(12)), (100, s(10))],
+            interval: s(2),
+            min_window: s(10),
+            min_samples: 20,
+            requests_per_second: 40,
+            timeout: s(300),
+            rollout_delay: Duration::from_millis(1500),
+            scrape_interval: s(1),
+            keep_logs: false,
+        }
+    }
+}
+
+/// Everything the scenario started. Fields drop in declaration order, so traffic stops first
+/// and the servers everything depends on stop last.
+pub struct Stack {
+    load: Option<LoadGenerator>,
+    phase_watch: JoinHandle<()>,
+    operator: OperatorProcess,
+    kubelet: KubeletStandIn,
+    ingress: IngressStandIn,
+    canary_api: ApiProcess,
+    stable_api: ApiProcess,
+    prometheus: testkit::Prometheus,
+    _redis: testkit::RedisServer,
+    _postgres: testkit::Postgres,
+    client: Client,
+    kubectl: Kubectl,
+    standin: StandIn,
+    timeline: Arc<Mutex<Vec<PhaseChange>>>,
+    started: Instant,
+    config: ScenarioConfig,
+    log_dir: PathBuf,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("api_server", &self.standin.base_url)
+            .field("ingress", &self.ingress.addr)
+            .field("log_dir", &self.log_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a blocking testkit start-up (initdb, waiting for a port) off the async workers.
+async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await?
+        .map_err(HarnessError::io(format!("start {what}")))
+}
+
+impl Stack {
+    /// Starts every part, applies the objects and creates the CanaryPromotion. `progress`
+    /// hears a line per part started.
+    pub async fn start(config: ScenarioConfig, mut progress: impl FnMut(&str)) -> Result<Stack> {
+        config.binaries.check()?;
+        let started = Instant::now();
+        let scratch = tempfile::Builder::new()
+            .prefix("canary-e2e-")
+            .tempdir()
+            .map_err(HarnessError::io("create a scratch directory"))?;
+        let (log_dir, scratch) = if config.keep_logs {
+            (scratch.keep(), None)
+        } else {
+            (scratch.path().to_path_buf(), Some(scratch))
+        };
+
+        let standin = StandIn::start()
+            .await
+            .map_err(HarnessError::io("start the API-server stand-in"))?;
+        let client = client_from_kubeconfig(&standin.kubeconfig).await?;
+        let kubectl = Kubectl::new(&standin.kubeconfig, &log_dir.join("kubectl-cache"));
+        manifests::install_crd(&client).await?;
+        manifests::apply_workload(&client).await?;
+        let kubelet = KubeletStandIn::start(
+            client.clone(),
+            KubeletConfig {
+                namespace: NAMESPACE.into(),
+                rollout_delay: config.rollout_delay,
+            },
+        );
+        progress(&format!(
+            "API-server stand-in on {} (kubeconfig {}); CRD, Deployments, Services, Ingresses applied",
+            standin.base_url,
+            standin.kubeconfig.display()
+        ));
+
+        let postgres = blocking("PostgreSQL", testkit::Postgres::start).await?;
+        let database_url = blocking("the database", {
+            let port = postgres.port();
+            move || {
+                std::process::Command::new("psql")
+                    .args(["-X", "-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+                    .args(["-c", "CREATE DATABASE scholarships"])
+                    .output()
+                    .and_then(|o| {
+                        if o.status.success() {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::other(String::from_utf8_lossy(&o.stderr).into_owned()))
+                        }
+                    })
+            }
+        })
+        .await
+        .map(|()| postgres.url("scholarships"))?;
+        let redis = blocking(
+            "Redis",
+            || testkit::RedisServer::start(testkit::RedisOptions::default()),
+        )
+        .await?;
+        progress(&format!(
+            "PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{}",
+            postgres.port(),
+            redis.port()
+        ));
+
+        let api_settings = ApiSettings {
+            database_url,
+            redis_url: redis.url(),
+            log_dir: log_dir.clone(),
+        };
+        let stable_api = ApiProcess::start(&config.binaries.api, "stable", &api_settings).await?;
+        let canary_api = ApiProcess::start(&config.binaries.api, "canary", &api_settings).await?;
+        progress(&format!(
+            "scholarship-api --track stable on {}, --track canary on {}",
+            stable_api.addr, canary_api.addr
+        ));
+
+        let targets = vec![stable_api.addr.to_string(), canary_api.addr.to_string()];
+        let scrape = config.scrape_interval;
+        let prometheus = blocking("Prometheus", move || testkit::Prometheus::start(&targets, scrape)).await?;
+        progress(&format!(
+            "Prometheus on {} scraping both every {:?}",
+            prometheus.url(),
+            scrape
+        ));
+
+        let ingress = IngressStandIn::start(
+            client.clone(),
+            IngressConfig::new(NAMESPACE, manifests::CANARY, stable_api.addr, canary_api.addr),
+        )
+        .await?;
+        let mut load_config = LoadConfig::new(
+            ingress.url(),
+            config.requests_per_second,
+            config.timeout + Duration::from_secs(30),
+        );
+        load_config.max_in_flight = 32;
+        let load = LoadGenerator::start(load_config)?;
+        progress(&format!(
+            "ingress stand-in on {} following Ingress {}/{}; load {} req/s",
+            ingress.url(),
+            NAMESPACE,
+            manifests::CANARY,
+            config.requests_per_second
+        ));
+
+        let operator = OperatorProcess::start(
+            &config.binaries.operator,
+            &OperatorSettings {
+                kubeconfig: standin.kubeconfig.clone(),
+                namespace: NAMESPACE.into(),
+                min_window: config.min_window,
+                log_dir: log_dir.clone(),
+            },
+        )
+        .await?;
+        progress(&format!(
+            "canary-operator run (metrics on {}, log {})",
+            operator.metrics_addr,
+            operator.log.display()
+        ));
+
+        let plan = PromotionPlan {
+            steps: config.steps.clone(),
+            interval: config.interval,
+            prometheus: prometheus.url(),
+            min_samples: config.min_samples,
+            progress_deadline: Duration::from_secs(120),
+        };
+        manifests::create_promotion(&client, &plan).await?;
+        let timeline = Arc::new(Mutex::new(Vec::new()));
+        let phase_watch = tokio::spawn(watch_phases(client.clone(), started, timeline.clone()));
+        progress(&format!("CanaryPromotion {NAMESPACE}/{PROMOTION} created"));
+
+        Ok(Stack {
+            load: Some(load),
+            phase_watch,
+            operator,
+            kubelet,
+            ingress,
+            canary_api,
+            stable_api,
+            prometheus,
+            _redis: redis,
+            _postgres: postgres,
+            client,
+            kubectl,
+            standin,
+            timeline,
+            started,
+            config,
+            log_dir,
+            _scratch: scratch,
+        })
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.standin.kubeconfig
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn ingress(&self) -> &IngressStandIn {
+        &self.ingress
+    }
+
+    /// `kubectl <args>` against this stack's API server.
+    pub async fn kubectl(&self, args: &[&str]) -> Result<String> {
+        self.kubectl.run(args).await
+    }
+
+    /// The CanaryPromotion's `.status` (null before the operator wrote one).
+    pub async fn promotion_status(&self) -> Result<Value> {
+        promotion_status(&self.client).await
+    }
+
+    /// The latest phase the watcher saw.
+    pub fn phase(&self) -> Option<String> {
+        self.timeline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .map(|c| c.phase.clone())
+    }
+
+    /// Waits until the promotion reaches a terminal phase or `limit` passes; returns the
+    /// last phase seen.
+    pub async fn wait_for_terminal_phase(&self, limit: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let phase = self.phase();
+            if phase.as_deref().is_some_and(|p| TERMINAL_PHASES.contains(&p)) || tokio::time::Instant::now() >= deadline
+            {
+                return phase;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The ingress polls the canary Ingress, so it applies the operator's last weight up to
+    /// one poll interval later: give it a moment (bounded) before reporting what it routed.
+    async fn wait_for_ingress_weight(&self, percent: f64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while (self.ingress.current_weight().percent() - percent).abs() > 0.5 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the load, collects what every part saw, then stops everything.
+    pub async fn finish(mut self) -> Result<ScenarioReport> {
+        self.phase_watch.abort();
+        let status = self.promotion_status().await?;
+        self.wait_for_ingress_weight(status["weight"].as_f64().unwrap_or(0.0))
+            .await;
+        let load = match self.load.take() {
+            Some(load) => load.stop().await,
+            None => Default::default(),
+        };
+        let events = report::events(&self.client).await?;
+        let stable_image = report::stable_image(&self.client).await?;
+        let timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Ok(ScenarioReport {
+            phase: status["phase"].as_str().unwrap_or("").to_owned(),
+            elapsed: self.started.elapsed(),
+            status,
+            timeline,
+            events,
+            segments: self.ingress.segments(),
+            ingress_totals: self.ingress.totals(),
+            load,
+            stable_image,
+            rollouts: self.kubelet.rollouts(),
+            log_dir: self.log_dir.clone(),
+            operator_log: self.operator.log.clone(),
+            api_logs: vec![self.stable_api.log.clone(), self.canary_api.log.clone()],
+            prometheus: self.prometheus.url(),
+            steps: self.config.steps.clone(),
+        })
+    }
+}
+
+async fn promotion_status(client: &Client) -> Result<Value> {
+    let promotions: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), NAMESPACE, &manifests::promotion_resource());
+    let object = promotions.get(PROMOTION).await?;
+    Ok(object.data.get("status").cloned().unwrap_or(Value::Null))
+}
+
+/// Records each change of (phase, step, weight) of the promotion, polled every 250 ms.
+async fn watch_phases(client: Client, started: Instant, timeline: Arc<Mutex<Vec<PhaseChange>>>) {
+    loop {
+        if let Ok(status) = promotion_status(&client).await {
+            let change = PhaseChange::from_status(started.elapsed(), &status);
+            let mut timeline = timeline.lock().unwrap_or_else(PoisonError::into_inner);
+            if change.phase.is_empty() {
+                // The operator has not written a status yet.
+            } else if timeline.last().is_none_or(|last| !last.same_state(&change)) {
+                timeline.push(change);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// One-shot convenience: start, wait for a terminal phase (bounded by `config.timeout`),
+/// finish.
+pub async fn run(config: ScenarioConfig) -> Result<ScenarioReport> {
+    let timeout = config.timeout;
+    let stack = Stack::start(config, |line| tracing::info!("{line}")).await?;
+    stack.wait_for_terminal_phase(timeout).await;
+    stack.finish().await
+}

@@ -1,0 +1,115 @@
+//! The whole scenario with the real binaries: PostgreSQL, Redis, Prometheus, two
+//! `scholarship-api` processes, the ingress and kubelet stand-ins, load, and the real
+//! `canary-operator` against the API-server stand-in. The promotion must walk 10/30/60/100
+//! and end `Promoted`, with the stable Deployment on the canary image and no 5xx.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use canary_e2e::manifests::{CANARY_IMAGE, NAMESPACE};
+use canary_e2e::processes::Binaries;
+use canary_e2e::scenario::{ScenarioConfig, Stack};
+
+/// The profile directory this test was built into (`<target>/debug`): the test binary lives
+/// in its `deps/`, wherever `CARGO_TARGET_DIR` put it.
+fn debug_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("<target>/debug/deps/<test>")
+        .to_path_buf()
+}
+
+/// The debug binaries of the two other packages. `CARGO_BIN_EXE_*` covers only this
+/// package's binaries, so they are built here when missing (`cargo test --workspace` has
+/// built them already). Set `CANARY_E2E_REBUILD=1` to rebuild them even when present.
+fn binaries() -> Binaries {
+    let binaries = Binaries::in_dir(&debug_dir());
+    let rebuild = std::env::var("CANARY_E2E_REBUILD").is_ok_and(|v| v == "1");
+    if rebuild || binaries.check().is_err() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "scholarship-api", "-p", "canary-operator"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build -p scholarship-api -p canary-operator failed"
+        );
+    }
+    binaries.check().expect("the binaries exist after the build");
+    binaries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn canary_walks_every_step_and_is_promoted_without_errors() {
+    canary_e2e::install_crypto_provider();
+    canary_e2e::init_logging("warn");
+    let started = Instant::now();
+    let mut config = ScenarioConfig::demo(binaries());
+    config.timeout = Duration::from_secs(180);
+    let rate = config.requests_per_second;
+    let max_requests = u64::from(rate) * (config.timeout.as_secs() + 30);
+    let timeout = config.timeout;
+
+    let (table, report) = tokio::time::timeout(Duration::from_secs(240), async {
+        let stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
+        stack.wait_for_terminal_phase(timeout).await;
+        // What a person would see: the printer columns through the real kubectl.
+        let table = stack
+            .kubectl(&["get", "canarypromotions", "-n", NAMESPACE, "-o", "wide"])
+            .await
+            .unwrap();
+        (table, stack.finish().await.unwrap())
+    })
+    .await
+    .expect("the scenario finished within 4 minutes");
+    let rendered = report.render();
+    eprintln!("{rendered}");
+
+    assert_eq!(report.phase, "Promoted", "{rendered}");
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.split_whitespace().take(3).eq(["scholarship-api", "Promoted", "0"]),
+        "kubectl shows: {table}"
+    );
+    assert_eq!(report.stable_image.as_deref(), Some(CANARY_IMAGE), "{rendered}");
+    assert_eq!(report.canary_weights_seen(), [10, 30, 60, 100], "{rendered}");
+    let last = report.segments.last().unwrap();
+    assert_eq!(last.weight.weight, 0, "weight back to 0 after promotion: {rendered}");
+    for segment in report.segments.iter().filter(|s| s.weight.weight > 0) {
+        assert!(
+            segment.split.canary.requests > 0,
+            "canary got no traffic at {:?}",
+            segment.weight
+        );
+        if segment.split.requests() >= 200 {
+            let want = segment.weight.percent() / 100.0;
+            let share = segment.split.canary_share();
+            assert!((share - want).abs() < 0.1, "share {share} at weight {want}: {rendered}");
+        }
+    }
+    assert_eq!(
+        report.ingress_totals.failures(),
+        0,
+        "5xx through the ingress: {rendered}"
+    );
+    assert_eq!(report.load.server_errors(), 0, "{rendered}");
+    assert_eq!(report.load.transport_errors, 0, "{rendered}");
+    assert!(report.load.sent > 0 && report.load.sent <= max_requests, "{rendered}");
+    let reasons: Vec<&str> = report.events.iter().map(|e| e.reason.as_str()).collect();
+    assert!(
+        reasons.contains(&"Started") && reasons.contains(&"Promoted"),
+        "{rendered}"
+    );
+    assert!(
+        report
+            .rollouts
+            .iter()
+            .any(|r| r.deployment == "scholarship-api" && r.image.as_deref() == Some(CANARY_IMAGE)),
+        "{rendered}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(240));
+}
