@@ -354,3 +354,84 @@ async fn replica_ratio_full_promotion() {
     })
     .await;
 }
+
+/// Direct scrape (no Prometheus): two canary pods' `/metrics`, found through EndpointSlices
+/// of the canary Service (defaulting to the canary Deployment's name), judged from counter
+/// deltas between scrapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_scrape_promotes() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let (a, b) = (FakePod::start(200).await, FakePod::start(200).await);
+        c.create_endpoint_slices("api-canary", &[&a, &b]).await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 2).await;
+        c.create_canary_ingress("api-canary").await;
+        let op = InProcess::start(&c);
+        c.create_cp("promo", scrape_spec(nginx(), "2s", "3s")).await;
+        // The first evaluation has no baseline: no data, then values.
+        let s = eventually(Duration::from_secs(20), "passing scrape gates", || async {
+            let s = c.status("promo").await;
+            (s["gates"][0]["state"] == "Passing").then_some(s)
+        })
+        .await;
+        // 2 pods × 200 req/s over a ~2 s window, all fast, no 5xx.
+        let gate = |name: &str| {
+            s["gates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(gate("sli.errorRate5xx")["value"], 0.0, "{s}");
+        assert!(gate("sli.availability")["samples"].as_u64().unwrap() >= 400, "{s}");
+        let p95 = gate("sli.p95LatencyMs")["value"].as_f64().unwrap();
+        assert!(
+            (47.0..=50.0).contains(&p95),
+            "p95 interpolated inside (0, 50] ms: {p95}"
+        );
+        let s = c.wait_phase("promo", "Promoted", Duration::from_secs(40)).await;
+        assert_eq!(s["gatesSummary"], "4/4");
+        assert_eq!(c.image("api").await, NEW_IMAGE);
+        op.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_scrape_rolls_back_when_5xx_rise() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let (a, b) = (FakePod::start(200).await, FakePod::start(200).await);
+        c.create_endpoint_slices("api-canary-svc", &[&a, &b]).await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 2).await;
+        c.create_canary_ingress("api-canary").await;
+        let op = InProcess::start(&c);
+        let mut spec = scrape_spec(nginx(), "1h", "2s");
+        spec["canary"]["service"] = json!("api-canary-svc");
+        c.create_cp("promo", spec).await;
+        eventually(LIMIT, "passing scrape gates at weight 10", || async {
+            let s = c.status("promo").await;
+            (s["gates"][0]["state"] == "Passing" && c.ingress_weight("api-canary").await.as_deref() == Some("10"))
+                .then_some(())
+        })
+        .await;
+        // One pod starts failing 10 % of its requests: 5 % overall, above the 1 % criterion.
+        a.set_error_share(0.1);
+        let breach = Instant::now();
+        let s = c.wait_phase("promo", "RolledBack", Duration::from_secs(20)).await;
+        eprintln!(
+            "5xx rise → RolledBack: {:?} (for = 2s, interval = 1s)",
+            breach.elapsed()
+        );
+        let message = s["message"].as_str().unwrap();
+        assert!(message.contains("errorRate5xx"), "{s}");
+        assert_eq!(c.ingress_weight("api-canary").await.as_deref(), Some("0"));
+        assert_eq!(c.image("api").await, OLD_IMAGE);
+        op.shutdown().await;
+    })
+    .await;
+}

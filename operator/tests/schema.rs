@@ -121,6 +121,36 @@ fn example_is_valid_and_deserializes() {
     assert!(canary_core::Plan::compile(&typed.spec.promotion).is_ok());
 }
 
+/// The direct-scrape source: a port number or an EndpointSlice port name (exactly one), a path.
+#[test]
+fn scrape_sources() {
+    let with = |scrape: Value| {
+        let mut object = example();
+        set(&mut object, "/spec/metrics/prometheus", Value::Null);
+        set(&mut object, "/spec/metrics/scrape", scrape);
+        // Custom gates need PromQL; a scrape spec has none.
+        set(&mut object, "/spec/gates/custom", Value::Null);
+        validate(&object)
+    };
+    assert_eq!(with(json!({"port": 8080, "path": "/metrics"})), Vec::<String>::new());
+    assert_eq!(with(json!({"portName": "metrics"})), Vec::<String>::new());
+    for (scrape, expected) in [
+        (json!({}), "spec.metrics.scrape: exactly one of port or portName"),
+        (
+            json!({"port": 8080, "portName": "metrics"}),
+            "spec.metrics.scrape: exactly one of port or portName",
+        ),
+        (json!({"port": 0}), ".spec.metrics.scrape.port: below minimum"),
+        (json!({"port": 70000}), ".spec.metrics.scrape.port: above maximum"),
+        (json!({"port": 80, "path": "metrics"}), ".spec.metrics.scrape.path"),
+        (json!({"port": 80, "path": "/m?x=1"}), ".spec.metrics.scrape.path"),
+        (json!({"portName": "Metrics_Port"}), ".spec.metrics.scrape.portName"),
+    ] {
+        let errors = with(scrape.clone());
+        assert!(errors.iter().any(|e| e.contains(expected)), "{scrape}: {errors:?}");
+    }
+}
+
 #[test]
 fn minimal_objects_for_each_router_are_valid() {
     for traffic in [
@@ -275,6 +305,24 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             "spec.metrics.prometheus.address",
         ),
         (
+            "two metric sources",
+            "/spec/metrics/scrape",
+            json!({"port": 8080}),
+            "spec.metrics: exactly one of prometheus or scrape",
+        ),
+        (
+            "no metric source",
+            "/spec/metrics/prometheus",
+            Value::Null,
+            "spec.metrics: exactly one of prometheus or scrape",
+        ),
+        (
+            "bad canary service",
+            "/spec/canary/service",
+            json!("api.canary"),
+            "spec.canary.service",
+        ),
+        (
             "bad progress deadline",
             "/spec/progressDeadline",
             json!("2 h"),
@@ -360,6 +408,8 @@ fn core_rejects_what_the_schema_rejects() {
         "duplicate rollback metric",
         "bad rollback window",
         "bad progress deadline",
+        "two metric sources",
+        "no metric source",
     ];
     for (what, pointer, new, _) in invalid_cases() {
         if !core_checked.contains(&what) {

@@ -107,6 +107,15 @@ impl Plan {
                 "exactly one of nginx, gatewayApi or replicas must be set",
             ));
         }
+        let m = &spec.metrics;
+        if m.prometheus.is_some() == m.scrape.is_some() {
+            return Err(invalid("metrics", "exactly one of prometheus or scrape must be set"));
+        }
+        if let Some(s) = &m.scrape
+            && s.port.is_some() == s.port_name.is_some()
+        {
+            return Err(invalid("metrics.scrape", "exactly one of port or portName must be set"));
+        }
         let steps = compile_steps(spec)?;
         let interval = duration("interval", &spec.interval)?;
         if interval < TimeDelta::seconds(1) {

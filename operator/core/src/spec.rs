@@ -91,6 +91,18 @@ pub struct CanaryRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512), pattern(r"^[^\s]+$"))]
     pub image: Option<String>,
+    /// Service selecting the canary pods, whose EndpointSlices the scrape metric provider
+    /// reads (`spec.metrics.scrape`). Unset: a Service named like the canary Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(LABEL_PATTERN))]
+    pub service: Option<String>,
+}
+
+impl CanaryRef {
+    /// The canary Service: `service`, defaulting to the Deployment's name.
+    pub fn service_name(&self) -> &str {
+        self.service.as_deref().unwrap_or(&self.deployment)
+    }
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -149,10 +161,21 @@ pub struct Step {
     pub require_approval: bool,
 }
 
+/// Where gate and rollback readings come from (exactly one source).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.prometheus) ? 1 : 0) + (has(self.scrape) ? 1 : 0) == 1",
+     "message": "spec.metrics: exactly one of prometheus or scrape must be set"}
+]))]
 pub struct MetricSource {
-    pub prometheus: PrometheusSource,
+    /// Query a Prometheus server (PromQL over a window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+    /// No Prometheus: the operator scrapes the canary pods' `/metrics` itself (found through
+    /// the EndpointSlices of `spec.canary.service`) and computes the SLIs from counter deltas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape: Option<ScrapeSource>,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -161,6 +184,33 @@ pub struct PrometheusSource {
     /// Base URL of the Prometheus HTTP API.
     #[schemars(length(max = 512), pattern("^https?://[^\\s]+$"))]
     pub address: String,
+}
+
+/// Direct scrape of the canary pods. The port is a number (the pods' metrics port, whether or
+/// not the Service exposes it) or the name of a port of the Service's EndpointSlices.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.port) != has(self.portName)",
+     "message": "spec.metrics.scrape: exactly one of port or portName must be set"}
+]))]
+pub struct ScrapeSource {
+    /// Container port serving the metrics, e.g. 8080.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Name of an EndpointSlice port (the Service port's name), e.g. `metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15), pattern(LABEL_PATTERN))]
+    pub port_name: Option<String>,
+    /// HTTP path of the Prometheus text exposition.
+    #[serde(default = "default_scrape_path")]
+    #[schemars(length(min = 1, max = 256), pattern(r"^/[^\s?#]*$"))]
+    pub path: String,
+}
+
+fn default_scrape_path() -> String {
+    "/metrics".to_owned()
 }
 
 /// What a gate concludes when it has no reading (or fewer samples than `minSamples`).

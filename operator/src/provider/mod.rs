@@ -3,6 +3,7 @@
 //! differ only in whether Prometheus or the operator itself does the arithmetic.
 
 pub mod prometheus;
+pub mod scrape;
 
 use std::collections::BTreeMap;
 use std::future::Future;

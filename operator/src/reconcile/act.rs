@@ -134,7 +134,11 @@ async fn patch_stable_image(ctx: &Context, ns: &str, stable: &Deployment, image:
 }
 
 /// Publishes Events; a failure is logged, never fails the reconcile (status is the record).
-pub async fn publish(cp: &CanaryPromotion, ctx: &Context, events: &[Event]) {
+///
+/// kube's recorder folds Events with the same reason and action into one series that keeps
+/// the first note, so the action names the step the event is about: "StepAdvanced" to step 2
+/// and to step 3 stay two Events, while a gate flapping at one step folds into a count.
+pub async fn publish(cp: &CanaryPromotion, ctx: &Context, events: &[Event], step: u32) {
     let reference = cp.object_ref(&());
     for e in events {
         tracing::info!(reason = e.reason.as_str(), message = %e.message, "event");
@@ -145,7 +149,7 @@ pub async fn publish(cp: &CanaryPromotion, ctx: &Context, events: &[Event]) {
             },
             reason: e.reason.as_str().to_owned(),
             note: Some(truncate(&e.message, 1000)),
-            action: "Reconcile".to_owned(),
+            action: format!("Step{step}"),
             secondary: None,
         };
         if let Err(err) = ctx.recorder.publish(&event, &reference).await {

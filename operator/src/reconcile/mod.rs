@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::crd::CanaryPromotion;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::provider::scrape::ScrapeState;
 use crate::router::{RouterError, TrafficRouter, gateway_http_route_resource};
 
 /// Put on every CanaryPromotion so deleting one mid-flight first returns traffic to stable.
@@ -109,6 +110,8 @@ pub struct Context {
     /// Lower bound of the metric window (the window is otherwise two intervals).
     pub min_window: Duration,
     pub leadership: Leadership,
+    /// Earlier scrapes of the direct-scrape metric provider (baselines for counter deltas).
+    pub scrapes: ScrapeState,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -143,6 +146,7 @@ impl Context {
             prometheus_timeout: s.prometheus_timeout,
             min_window: s.min_window,
             leadership,
+            scrapes: ScrapeState::default(),
             failures: Mutex::new(HashMap::new()),
         })
     }
@@ -306,7 +310,7 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
         }
     }
     status::write(&cp, ctx, &previous, outcome.decision.status.clone(), now).await?;
-    act::publish(&cp, ctx, &outcome.decision.events).await;
+    act::publish(&cp, ctx, &outcome.decision.events, outcome.decision.status.current_step).await;
     ctx.metrics.set_phase(&key(&cp), Some(outcome.decision.status.phase));
     if let Ok(mut f) = ctx.failures.lock() {
         f.remove(&key(&cp));
@@ -332,6 +336,7 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
             }
         }
         ctx.metrics.set_phase(&key(&cp), None);
+        ctx.scrapes.forget(&observe::history_key(&cp));
         Ok(Action::await_change())
     }
     .instrument(span)

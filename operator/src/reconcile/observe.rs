@@ -11,7 +11,11 @@ use kube::{Resource, ResourceExt};
 use super::{Context, Error};
 use crate::crd::CanaryPromotion;
 use crate::provider::prometheus::PrometheusProvider;
-use crate::provider::{MetricProvider, Wanted, window_for};
+use crate::provider::scrape::ScrapeProvider;
+use crate::provider::{MetricProvider, Readings, Wanted, window_for};
+
+/// Upper bound of one pod scrape (`--prometheus-timeout` if shorter).
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 use crate::router::{Router, TrafficRouter};
 
 pub struct Observed {
@@ -66,6 +70,43 @@ pub fn interval(cp: &CanaryPromotion) -> Duration {
         .unwrap_or(Duration::from_secs(30))
 }
 
+/// Key of a CanaryPromotion's scrape history: its UID, so a deleted and recreated object
+/// of the same name starts without the old baselines.
+pub fn history_key(cp: &CanaryPromotion) -> String {
+    cp.uid()
+        .unwrap_or_else(|| format!("{}/{}", cp.namespace().unwrap_or_default(), cp.name_any()))
+}
+
+/// Gate and rollback readings from the spec's metric source.
+async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Readings {
+    let spec = &cp.spec.promotion;
+    let window = window_for(interval(cp), ctx.min_window);
+    let wanted = Wanted::for_spec(spec);
+    match (&spec.metrics.prometheus, &spec.metrics.scrape) {
+        (Some(p), _) => {
+            PrometheusProvider::new(ctx.http.clone(), &p.address, ctx.prometheus_timeout)
+                .read(&wanted, window)
+                .await
+        }
+        (None, Some(source)) => {
+            let provider = ScrapeProvider {
+                client: ctx.client.clone(),
+                http: ctx.http.clone(),
+                namespace: ns.to_owned(),
+                service: spec.canary.service_name().to_owned(),
+                source: source.clone(),
+                // Short: a pod that takes longer to render its metrics is itself suspect.
+                timeout: ctx.prometheus_timeout.min(SCRAPE_TIMEOUT),
+                uid: history_key(cp),
+                state: &ctx.scrapes,
+            };
+            provider.read(&wanted, window).await
+        }
+        // No source: `decide` fails the spec as invalid.
+        (None, None) => Readings::default(),
+    }
+}
+
 pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Observed, Error> {
     let spec = &cp.spec.promotion;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
@@ -85,13 +126,7 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
     let judging =
         matches!(status.phase, Phase::Progressing | Phase::Paused) && status.observed_generation == Some(generation);
     let readings = if judging {
-        let provider = PrometheusProvider::new(
-            ctx.http.clone(),
-            &spec.metrics.prometheus.address,
-            ctx.prometheus_timeout,
-        );
-        let window = window_for(interval(cp), ctx.min_window);
-        provider.read(&Wanted::for_spec(spec), window).await
+        read_metrics(cp, ctx, ns).await
     } else {
         Default::default()
     };

@@ -395,3 +395,130 @@ impl Drop for InProcess {
         }
     }
 }
+
+/// A canary pod's `/metrics` for the direct-scrape provider: serves the metric contract's
+/// canary-track series (plus stable-track noise it must ignore) from counters that a
+/// background task advances like steady traffic: `rps`/10 requests every 100 ms, of which the
+/// `error_share` answer 5xx. All requests are fast (≤ 50 ms bucket).
+#[derive(Clone)]
+pub struct FakePod {
+    pub port: u16,
+    state: Arc<Mutex<PodTraffic>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct PodTraffic {
+    ok: u64,
+    errors: u64,
+    error_share: f64,
+    rps: u64,
+    /// Fractional 5xx carried between ticks so small shares still show up.
+    carry: f64,
+}
+
+impl FakePod {
+    pub async fn start(rps: u64) -> FakePod {
+        let state = Arc::new(Mutex::new(PodTraffic {
+            rps,
+            ..Default::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let s = state.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let s = s.clone();
+                async move { exposition(&s.lock().unwrap()) }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let s = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let mut t = s.lock().unwrap();
+                let n = t.rps / 10;
+                t.carry += n as f64 * t.error_share;
+                let errors = t.carry.floor() as u64;
+                t.carry -= errors as f64;
+                t.errors += errors;
+                t.ok += n - errors.min(n);
+            }
+        });
+        FakePod {
+            port,
+            state,
+            task: Arc::new(task),
+        }
+    }
+
+    pub fn set_error_share(&self, share: f64) {
+        self.state.lock().unwrap().error_share = share;
+    }
+}
+
+impl Drop for FakePod {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+fn exposition(t: &PodTraffic) -> String {
+    let (ok, err) = (t.ok, t.errors);
+    let total = ok + err;
+    format!(
+        r#"# HELP http_requests_total Requests.
+# TYPE http_requests_total counter
+http_requests_total{{route="/v1/scholarships",method="GET",status="200",track="canary"}} {ok}
+http_requests_total{{route="/v1/scholarships",method="GET",status="503",track="canary"}} {err}
+http_requests_total{{route="/v1/scholarships",method="GET",status="500",track="stable"}} 100000
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_bucket{{route="/v1/scholarships",method="GET",track="canary",le="0.05"}} {total}
+http_request_duration_seconds_bucket{{route="/v1/scholarships",method="GET",track="canary",le="0.22"}} {total}
+http_request_duration_seconds_bucket{{route="/v1/scholarships",method="GET",track="canary",le="0.25"}} {total}
+http_request_duration_seconds_bucket{{route="/v1/scholarships",method="GET",track="canary",le="+Inf"}} {total}
+http_request_duration_seconds_sum{{route="/v1/scholarships",method="GET",track="canary"}} 0.0
+http_request_duration_seconds_count{{route="/v1/scholarships",method="GET",track="canary"}} {total}
+ratelimit_decisions_total{{route="/v1/scholarships",decision="allowed",principal="user",track="canary"}} {total}
+ratelimit_decisions_total{{route="/v1/scholarships",decision="limited",principal="tester",track="canary"}} {total}
+limiter_redis_errors_total{{op="evalsha",track="canary"}} 0
+db_pool_connections{{state="in_use",track="canary"}} 2
+db_pool_connections{{state="idle",track="canary"}} 8
+db_pool_max_connections{{track="canary"}} 10
+# EOF
+"#
+    )
+}
+
+impl Cluster {
+    /// One EndpointSlice per fake pod for the Service `service` (a pod's port is per slice),
+    /// with the pod's port under the name `metrics`.
+    pub async fn create_endpoint_slices(&self, service: &str, pods: &[&FakePod]) {
+        let api: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(self.client.clone(), &self.ns);
+        for (i, pod) in pods.iter().enumerate() {
+            let slice = serde_json::from_value(json!({
+                "metadata": {"name": format!("{service}-{i}"),
+                             "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4",
+                "ports": [{"name": "metrics", "port": pod.port, "protocol": "TCP"}],
+                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true},
+                               "targetRef": {"kind": "Pod", "name": format!("{service}-pod-{i}")}}]
+            }))
+            .unwrap();
+            api.create(&PostParams::default(), &slice).await.unwrap();
+        }
+    }
+}
+
+/// `spec(...)` with the direct-scrape metric source (EndpointSlice port `metrics`).
+pub fn scrape_spec(traffic: Value, bake: &str, rollback_for: &str) -> Value {
+    let mut s = spec(traffic, "http://unused.invalid", bake, rollback_for);
+    s["metrics"] = json!({"scrape": {"portName": "metrics", "path": "/metrics"}});
+    s
+}
