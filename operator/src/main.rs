@@ -140,7 +140,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        // The work is I/O-bound and `decide` takes microseconds, so one thread is plenty; it
+        // also keeps memory down (no per-worker allocator arenas and stacks).
+        Command::Run(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(run(args)),
             Err(e) => {
                 eprintln!("error: cannot start the runtime: {e}");
