@@ -25,6 +25,26 @@ struct Figures {
     requests: u64,
     per_second: f64,
     p99_ms: f64,
+    /// CPU time of the API process per request (user + system), in microseconds: the
+    /// limiter's own cost, apart from Redis and wrk competing for the same cores.
+    api_cpu_us: f64,
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // 100 Hz on every Linux build this runs on (USER_HZ).
+    ticks as f64 / 100.0
+}
+
+/// Runs wrk and attributes the API process's CPU time to the requests it served.
+fn measured(api: &(ManagedChild, u16), path: &str) -> Figures {
+    let before = cpu_seconds(api.0.id());
+    let mut f = wrk(api.1, path, None);
+    f.api_cpu_us = (cpu_seconds(api.0.id()) - before) * 1e6 / f.requests as f64;
+    f
 }
 
 fn main() {
@@ -47,11 +67,11 @@ fn main() {
     // Alternate the two so drift on a shared machine hits both alike.
     let (mut baseline, mut limited) = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
-        let f = wrk(off.1, &path, None);
+        let f = measured(&off, &path);
         report(&format!("round {round} limiter off"), &f);
         baseline.push(f);
         redis.cli(&["CONFIG", "RESETSTAT"]).unwrap();
-        let f = wrk(on.1, &path, None);
+        let f = measured(&on, &path);
         report(&format!("round {round} limiter on "), &f);
         let stats = redis.cli(&["INFO", "commandstats"]).unwrap();
         let round_trips = calls(&stats, "evalsha") + calls(&stats, "eval") + calls(&stats, "script|load");
@@ -63,12 +83,28 @@ fn main() {
         );
         limited.push(f);
     }
-    let (off_rps, on_rps) = (median(&baseline, |f| f.per_second), median(&limited, |f| f.per_second));
+    // Rounds are paired (off then on, back to back), so compare within a round: on a shared
+    // 2-core machine the same configuration drifts more between rounds than the effect.
+    let pairs: Vec<(&Figures, &Figures)> = baseline.iter().zip(&limited).collect();
+    let throughput_cost = median_of(
+        pairs
+            .iter()
+            .map(|(off, on)| 100.0 * (1.0 - on.per_second / off.per_second)),
+    );
+    let cpu_cost = median_of(
+        pairs
+            .iter()
+            .map(|(off, on)| 100.0 * (on.api_cpu_us / off.api_cpu_us - 1.0)),
+    );
     println!(
-        "median: limiter off {off_rps:.0} req/s (p99 {:.2} ms), on {on_rps:.0} req/s (p99 {:.2} ms); throughput cost {:.1} %",
+        "median of rounds: limiter off {:.0} req/s (p99 {:.2} ms), on {:.0} req/s (p99 {:.2} ms)",
+        median(&baseline, |f| f.per_second),
         median(&baseline, |f| f.p99_ms),
+        median(&limited, |f| f.per_second),
         median(&limited, |f| f.p99_ms),
-        100.0 * (1.0 - on_rps / off_rps)
+    );
+    println!(
+        "limiter cost, median of the paired rounds: throughput {throughput_cost:.1} %, API CPU per request {cpu_cost:.1} %"
     );
     drop((off, on));
 
@@ -290,6 +326,7 @@ fn wrk_for(port: u16, path: &str, tokens: Option<(&std::path::Path, &std::path::
         requests,
         per_second,
         p99_ms,
+        api_cpu_us: 0.0,
     }
 }
 
@@ -314,14 +351,25 @@ fn calls(stats: &str, command: &str) -> u64 {
 }
 
 fn median(figures: &[Figures], pick: impl Fn(&Figures) -> f64) -> f64 {
-    let mut values: Vec<f64> = figures.iter().map(pick).collect();
+    median_of(figures.iter().map(pick))
+}
+
+fn median_of(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
 fn report(label: &str, f: &Figures) {
     println!(
-        "{label}: {:>9.0} req/s   p99 {:>7.2} ms   ({} requests)",
-        f.per_second, f.p99_ms, f.requests
+        "{label}: {:>9.0} req/s   p99 {:>7.2} ms   ({} requests{})",
+        f.per_second,
+        f.p99_ms,
+        f.requests,
+        if f.api_cpu_us > 0.0 {
+            format!(", API CPU {:.1} µs/request", f.api_cpu_us)
+        } else {
+            String::new()
+        }
     );
 }
