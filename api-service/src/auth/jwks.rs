@@ -26,11 +26,7 @@ pub struct VerifyingKey {
     pub key: DecodingKey,
 }
 
-#[derive(Default)]
-struct KeySet {
-    keys: HashMap<String, Arc<VerifyingKey>>,
-    loaded: bool,
-}
+type KeySet = HashMap<String, Arc<VerifyingKey>>;
 
 pub struct Jwks {
     url: Url,
@@ -43,7 +39,6 @@ pub struct Jwks {
     /// Serialises fetches and remembers when the last on-demand one started (the timer's
     /// refreshes do not count against the cooldown: a rotation right after one must work).
     fetch: Mutex<Option<Instant>>,
-    last_error: RwLock<Option<String>>,
 }
 
 impl Jwks {
@@ -65,7 +60,6 @@ impl Jwks {
             max_interval,
             set: RwLock::new(Arc::new(KeySet::default())),
             fetch: Mutex::new(None),
-            last_error: RwLock::new(None),
         }))
     }
 
@@ -88,14 +82,7 @@ impl Jwks {
     }
 
     fn lookup(&self, kid: &str) -> Option<Arc<VerifyingKey>> {
-        self.set.read().ok()?.keys.get(kid).cloned()
-    }
-
-    /// Whether a key set was ever loaded, and the last fetch error.
-    pub fn health(&self) -> (bool, Option<String>) {
-        let loaded = self.set.read().map(|s| s.loaded).unwrap_or(false);
-        let error = self.last_error.read().ok().and_then(|e| e.clone());
-        (loaded, error)
+        self.set.read().ok()?.get(kid).cloned()
     }
 
     /// Keeps the set fresh for the life of the process.
@@ -119,21 +106,15 @@ impl Jwks {
     async fn refresh(&self) -> Result<Duration, ()> {
         match self.fetch_set().await {
             Ok((set, ttl)) => {
-                let count = set.keys.len();
+                let count = set.len();
                 if let Ok(mut current) = self.set.write() {
                     *current = Arc::new(set);
-                }
-                if let Ok(mut e) = self.last_error.write() {
-                    *e = None;
                 }
                 tracing::info!(keys = count, ttl_seconds = ttl.as_secs(), "JWKS refreshed");
                 Ok(ttl)
             }
             Err(error) => {
                 tracing::warn!(%error, "JWKS refresh failed; keeping the last good key set");
-                if let Ok(mut e) = self.last_error.write() {
-                    *e = Some(error);
-                }
                 Err(())
             }
         }
@@ -168,7 +149,7 @@ impl Jwks {
                 Err(reason) => tracing::warn!(%reason, "JWKS key skipped"),
             }
         }
-        Ok((KeySet { keys, loaded: true }, ttl))
+        Ok((keys, ttl))
     }
 
     /// Builds the verifying key and fixes its one algorithm: the key type decides it, and a

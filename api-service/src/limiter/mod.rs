@@ -103,10 +103,6 @@ impl Limiter {
         }
     }
 
-    pub fn policy(&self, endpoint: &str) -> Policy {
-        self.policies.for_endpoint(endpoint)
-    }
-
     pub fn redis_link(&self) -> &Arc<RedisLink> {
         &self.redis
     }

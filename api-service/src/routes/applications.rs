@@ -77,11 +77,11 @@ pub async fn create(
         ttl: state.config.idempotency_ttl(),
     };
     match keys.reserve(&caller.principal, &key, &hash).await? {
-        Reservation::Replay(stored) => return Ok(replay(stored)),
+        Reservation::Replay(stored) => return Ok(stored_response(stored, true)),
         Reservation::Acquired => {}
     }
     match submit(&state, &caller, &key, form).await {
-        Ok(stored) => Ok(replay_headers(stored, false)),
+        Ok(stored) => Ok(stored_response(stored, false)),
         Err(e) => {
             keys.release(&caller.principal, &key).await;
             Err(e)
@@ -173,12 +173,8 @@ async fn submit(state: &SharedState, caller: &Caller, key: &str, form: Form) -> 
     Ok(stored)
 }
 
-fn replay(stored: StoredResponse) -> Response {
-    replay_headers(stored, true)
-}
-
 /// Rebuilds a stored response byte for byte; replays say so in `Idempotent-Replayed`.
-fn replay_headers(stored: StoredResponse, replayed: bool) -> Response {
+fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
     let mut response = Response::new(Body::from(stored.body));
     *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let headers = response.headers_mut();

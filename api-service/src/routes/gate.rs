@@ -43,6 +43,7 @@ pub async fn gate(State(state): State<SharedState>, mut request: Request, next: 
     let ip = client_ip(peer, request.headers(), &state.trusted_proxies);
     let mut tester = is_tester(&state, request.headers());
 
+    let now = SystemTime::now();
     let mut token = None;
     if requires_caller(endpoint)
         && let Some(auth) = &state.auth
@@ -54,7 +55,7 @@ pub async fn gate(State(state): State<SharedState>, mut request: Request, next: 
         {
             return too_many(retry);
         }
-        match auth.verify(request.headers(), SystemTime::now()).await {
+        match auth.verify(request.headers(), now).await {
             Ok(verified) => {
                 tester |= verified.tester;
                 request.extensions_mut().insert(Caller {
@@ -73,7 +74,7 @@ pub async fn gate(State(state): State<SharedState>, mut request: Request, next: 
     };
     let kind = if tester { PrincipalKind::tester } else { kind };
     let single_use = token.as_ref().filter(|_| state.single_use.applies_to(endpoint));
-    let mark = single_use.and_then(|t| replay_mark(t, state.auth.as_ref().map(|a| a.leeway())?));
+    let mark = single_use.and_then(|t| replay_mark(t, state.auth.as_ref().map(|a| a.leeway())?, now));
 
     let (verdict, replay) = match &state.limiter {
         Some(limiter) => {
@@ -121,9 +122,9 @@ fn reject(state: &SharedState, reason: RejectReason) -> Response {
 }
 
 /// The marker lives until the token could no longer be accepted anyway: `exp` plus leeway.
-fn replay_mark(token: &VerifiedToken, leeway: Duration) -> Option<ReplayMark> {
+fn replay_mark(token: &VerifiedToken, leeway: Duration, now: SystemTime) -> Option<ReplayMark> {
     let jti = token.jti.as_ref()?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let ttl = token
         .expires_at
         .saturating_add(leeway.as_secs())

@@ -462,27 +462,7 @@ pub fn validate_schema(v: &Value, schema: &Value, path: &str, causes: &mut Vec<C
             }
         }
         Value::Array(items) => {
-            if let Some(max) = schema["maxItems"].as_u64()
-                && items.len() as u64 > max
-            {
-                causes.push(Cause::new(
-                    "FieldValueTooMany",
-                    path,
-                    format!("Too many: {}: must have at most {max} items", items.len()),
-                ));
-            }
-            if let Some(min) = schema["minItems"].as_u64()
-                && (items.len() as u64) < min
-            {
-                causes.push(Cause::new(
-                    "FieldValueInvalid",
-                    path,
-                    format!(
-                        "Invalid value: {}: {path} in body should have at least {min} items",
-                        items.len()
-                    ),
-                ));
-            }
+            validate_size(items.len(), schema, ("maxItems", "minItems", "items"), path, causes);
             if let Some(is) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
                     validate_schema(item, is, &format!("{path}[{i}]"), causes);
@@ -503,27 +483,13 @@ pub fn validate_schema(v: &Value, schema: &Value, path: &str, causes: &mut Vec<C
                     validate_schema(cv, add, &join(path, k), causes);
                 }
             }
-            if let Some(max) = schema["maxProperties"].as_u64()
-                && m.len() as u64 > max
-            {
-                causes.push(Cause::new(
-                    "FieldValueTooMany",
-                    path,
-                    format!("Too many: {}: must have at most {max} items", m.len()),
-                ));
-            }
-            if let Some(min) = schema["minProperties"].as_u64()
-                && (m.len() as u64) < min
-            {
-                causes.push(Cause::new(
-                    "FieldValueInvalid",
-                    path,
-                    format!(
-                        "Invalid value: {}: {path} in body should have at least {min} properties",
-                        m.len()
-                    ),
-                ));
-            }
+            validate_size(
+                m.len(),
+                schema,
+                ("maxProperties", "minProperties", "properties"),
+                path,
+                causes,
+            );
         }
         Value::Bool(_) | Value::Null => {}
     }
@@ -639,6 +605,29 @@ pub fn lookup<'v>(obj: &'v Value, path: &str) -> Option<&'v Value> {
         }
     }
     Some(cur)
+}
+
+/// `maxItems`/`minItems` and `maxProperties`/`minProperties`, worded as kube-apiserver words them.
+fn validate_size(len: usize, schema: &Value, bounds: (&str, &str, &str), path: &str, causes: &mut Vec<Cause>) {
+    let (max_key, min_key, noun) = bounds;
+    if let Some(max) = schema[max_key].as_u64()
+        && len as u64 > max
+    {
+        causes.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {len}: must have at most {max} items"),
+        ));
+    }
+    if let Some(min) = schema[min_key].as_u64()
+        && (len as u64) < min
+    {
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            path,
+            format!("Invalid value: {len}: {path} in body should have at least {min} {noun}"),
+        ));
+    }
 }
 
 #[cfg(test)]

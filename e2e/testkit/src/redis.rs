@@ -118,16 +118,6 @@ impl RedisServer {
     pub fn kill(&mut self) {
         self.process.kill();
     }
-
-    /// Sum of `calls` over every command in `INFO commandstats`.
-    pub fn total_calls(&self) -> io::Result<u64> {
-        let stats = self.cli(&["INFO", "commandstats"])?;
-        Ok(stats
-            .lines()
-            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info"))
-            .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
-            .sum())
-    }
 }
 
 /// A Redis Sentinel watching one primary, on a loopback port.
