@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the Debian packages the tests and the local run need:
-# PostgreSQL, Redis (with Sentinel), Prometheus, and wrk for the benchmarks.
+# PostgreSQL, Redis (with Sentinel), Prometheus, openssl (test PKIs), iproute2 (test hosts in
+# network namespaces), and wrk for the benchmarks. Go, for the real kube-apiserver, is a
+# prerequisite like Rust (scripts/build-kube-apiserver.sh says so when it is missing).
 # Needs root (or sudo) only when something is missing. Installs nothing from anywhere else.
 set -euo pipefail
 
@@ -12,6 +14,7 @@ command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: everything is installed"

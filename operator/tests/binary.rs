@@ -1,4 +1,4 @@
-//! The real `canary-operator` binary against the stand-in: a restart mid-bake resumes at the
+//! The real `canary-operator` binary, as its own ServiceAccount, on a real API server: a restart mid-bake resumes at the
 //! same step with the same timestamps; two replicas elect one leader and the other takes over
 //! when the leader is killed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -26,9 +26,11 @@ fn spawn(c: &Cluster, identity: &str) -> Operator {
     let port = testkit::free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-operator"));
     cmd.arg("run")
-        .env("KUBECONFIG", &c.kubeconfig)
+        .env("KUBECONFIG", &c.operator_kubeconfig)
+        .env("CANARY_OPERATOR_NAMESPACE", &c.ns)
         .env("CANARY_OPERATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CANARY_OPERATOR_LEASE_NAMESPACE", &c.ns)
+        .env("CANARY_OPERATOR_LEASE_NAMESPACE", OPERATOR_NAMESPACE)
+        .env("CANARY_OPERATOR_LEASE_NAME", c.lease_name())
         .env("CANARY_OPERATOR_LEASE_DURATION", format!("{}s", LEASE.as_secs()))
         .env("CANARY_OPERATOR_MIN_WINDOW", format!("{}s", WINDOW.as_secs()))
         .env("CANARY_OPERATOR_LOG_FORMAT", "json")
@@ -56,8 +58,8 @@ async fn metric(op: &Operator, name: &str) -> Option<f64> {
 }
 
 async fn holder(c: &Cluster) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(c.client.clone(), &c.ns);
-    leases.get_opt("canary-operator").await.ok()??.spec?.holder_identity
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), OPERATOR_NAMESPACE);
+    leases.get_opt(&c.lease_name()).await.ok()??.spec?.holder_identity
 }
 
 async fn setup(c: &Cluster, prom: &ScriptedProm) {

@@ -25,7 +25,7 @@ async fn nginx_full_promotion() {
         c.create_deployment("api", OLD_IMAGE, 2).await;
         c.create_deployment("api-canary", NEW_IMAGE, 1).await;
         c.create_canary_ingress("api-canary").await;
-        let op = InProcess::start(&c);
+        let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "2s", "3s")).await;
 
         // Watch the weights the router carries on the way.
@@ -87,7 +87,7 @@ async fn rollback_when_a_criterion_holds_for_its_window() {
         c.create_deployment("api", OLD_IMAGE, 2).await;
         c.create_deployment("api-canary", NEW_IMAGE, 1).await;
         c.create_canary_ingress("api-canary").await;
-        let op = InProcess::start(&c);
+        let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "1h", "2s")).await;
         eventually(LIMIT, "weight 10", || async {
             (c.ingress_weight("api-canary").await.as_deref() == Some("10")).then_some(())
@@ -145,7 +145,7 @@ async fn missing_deployment_gets_a_condition_and_recovers() {
         let prom = ScriptedProm::start().await;
         c.create_deployment("api", OLD_IMAGE, 2).await;
         c.create_canary_ingress("api-canary").await;
-        let op = InProcess::start(&c);
+        let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "1h", "1m")).await;
         let s = eventually(LIMIT, "ReferencesResolved=False", || async {
             let s = c.cp("promo").await?.status?;
@@ -190,7 +190,7 @@ async fn deletion_mid_flight_restores_stable() {
         c.create_deployment("api", OLD_IMAGE, 2).await;
         c.create_deployment("api-canary", NEW_IMAGE, 1).await;
         c.create_canary_ingress("api-canary").await;
-        let op = InProcess::start(&c);
+        let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "1h", "1m")).await;
         eventually(LIMIT, "weight 10", || async {
             (c.ingress_weight("api-canary").await.as_deref() == Some("10")).then_some(())
@@ -217,7 +217,7 @@ async fn no_data_holds_the_step() {
         c.create_deployment("api", OLD_IMAGE, 2).await;
         c.create_deployment("api-canary", NEW_IMAGE, 1).await;
         c.create_canary_ingress("api-canary").await;
-        let op = InProcess::start(&c);
+        let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "1s", "1m")).await;
         c.wait_phase("promo", "Progressing", Duration::from_secs(10)).await;
         tokio::time::sleep(Duration::from_secs(4)).await;
@@ -241,7 +241,7 @@ async fn promote_and_wait(
     prom: &ScriptedProm,
     traffic: serde_json::Value,
 ) -> (serde_json::Value, InProcess) {
-    let op = InProcess::start(c);
+    let op = InProcess::start(c).await;
     c.create_cp("promo", spec(traffic, &prom.address, "1s", "3s")).await;
     let s = c.wait_phase("promo", "Promoted", Duration::from_secs(40)).await;
     assert_eq!(c.image("api").await, NEW_IMAGE, "stable runs the canary image");
@@ -367,7 +367,7 @@ async fn direct_scrape_promotes() {
         c.create_deployment("api", OLD_IMAGE, 2).await;
         c.create_deployment("api-canary", NEW_IMAGE, 2).await;
         c.create_canary_ingress("api-canary").await;
-        let op = InProcess::start(&c);
+        let op = InProcess::start(&c).await;
         c.create_cp("promo", scrape_spec(nginx(), "2s", "3s")).await;
         // The first evaluation has no baseline: no data, then values.
         let s = eventually(Duration::from_secs(20), "passing scrape gates", || async {
@@ -409,7 +409,7 @@ async fn direct_scrape_rolls_back_when_5xx_rise() {
         c.create_deployment("api", OLD_IMAGE, 2).await;
         c.create_deployment("api-canary", NEW_IMAGE, 2).await;
         c.create_canary_ingress("api-canary").await;
-        let op = InProcess::start(&c);
+        let op = InProcess::start(&c).await;
         let mut spec = scrape_spec(nginx(), "1h", "2s");
         spec["canary"]["service"] = json!("api-canary-svc");
         c.create_cp("promo", spec).await;

@@ -1,5 +1,5 @@
 //! Benchmark (ignored by default; run with `--ignored --nocapture`): the operator binary with
-//! 1,000 CanaryPromotions on the stand-in — time to start them all, RSS, CPU per reconcile.
+//! 1,000 CanaryPromotions on a real kube-apiserver — time to start them all, RSS, CPU per reconcile.
 //! Use a release binary for figures: `CANARY_OPERATOR_BIN=target/release/canary-operator`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -65,7 +65,8 @@ async fn thousand_promotions() {
         let bin = std::env::var("CANARY_OPERATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_canary-operator").into());
         let mut cmd = Command::new(&bin);
         cmd.arg("run")
-            .env("KUBECONFIG", &c.kubeconfig)
+            .env("KUBECONFIG", &c.operator_kubeconfig)
+            .env("CANARY_OPERATOR_NAMESPACE", &c.ns)
             .env("CANARY_OPERATOR_LISTEN", format!("127.0.0.1:{port}"))
             .env("CANARY_OPERATOR_LEADER_ELECTION", "false")
             .env("CANARY_OPERATOR_MIN_WINDOW", "2s")

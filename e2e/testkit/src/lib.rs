@@ -1,19 +1,28 @@
-//! Real backing services for tests, started on loopback ports and torn down with the test
-//! process. Nothing here is a mock: these are the Debian-packaged servers, configured for speed
-//! (no fsync, no persistence) because test data is disposable.
-#![allow(unsafe_code)] // fork/exec hooks and atexit need libc; confined to `process`.
+//! Real servers for tests, started on loopback ports and torn down with the test process:
+//! PostgreSQL, Redis and Prometheus (Debian's packages), and etcd with kube-apiserver (built
+//! from the upstream Go modules). Nothing here is a mock; each is configured for speed (no
+//! fsync, no persistence) because test data is disposable.
+#![allow(unsafe_code)] // fork/exec hooks, atexit and setns need libc: `process` and `test_host`.
 
+#[cfg(feature = "kube")]
+pub mod kube;
+mod kube_apiserver;
 mod net;
+mod pki;
 mod postgres;
 mod process;
 mod prometheus;
 mod redis;
+mod test_host;
 
+pub use kube_apiserver::{KubeApiServer, httproute_crd};
 pub use net::{free_port, wait_for_tcp};
+pub use pki::{Ca, CertPair, Usage};
 pub use postgres::Postgres;
 pub use process::{ManagedChild, remove_at_exit};
 pub use prometheus::Prometheus;
 pub use redis::{RedisOptions, RedisServer, Sentinel, TlsFiles};
+pub use test_host::TestHost;
 
 /// A new scratch directory in the system temp dir (callers decide when it is removed).
 pub fn scratch_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {

@@ -21,6 +21,8 @@ static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
 static LIVE: Mutex<Vec<(u32, i32)>> = Mutex::new(Vec::new());
 /// Scratch directories to delete once their processes are gone.
 static SCRATCH: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+/// Other clean-ups (network namespaces, ...) to run once the processes are gone.
+static CLEANUPS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
 fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
     SPAWNER.get_or_init(|| {
@@ -50,6 +52,20 @@ extern "C" fn terminate_all_at_exit() {
     }
     for dir in SCRATCH.lock().map(|d| d.clone()).unwrap_or_default() {
         let _ = std::fs::remove_dir_all(dir);
+    }
+    for cleanup in CLEANUPS.lock().map(|c| c.clone()).unwrap_or_default() {
+        cleanup();
+    }
+}
+
+/// Runs `cleanup` when the test process exits, after its processes are stopped (once, however
+/// often it is registered).
+pub(crate) fn at_exit(cleanup: fn()) {
+    let _ = spawner();
+    if let Ok(mut cleanups) = CLEANUPS.lock()
+        && !cleanups.contains(&cleanup)
+    {
+        cleanups.push(cleanup);
     }
 }
 

@@ -1,8 +1,9 @@
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::pki::{Ca, Usage};
 use crate::{ManagedChild, free_port, remove_at_exit, scratch_dir, wait_for_tcp};
 
 /// How to start a Redis server.
@@ -184,74 +185,12 @@ impl TlsFiles {
     pub fn generate() -> io::Result<Self> {
         let dir = scratch_dir("testkit-tls-")?.keep();
         remove_at_exit(dir.clone());
-        let run = |args: &[&str]| -> io::Result<()> {
-            let out = Command::new("openssl").args(args).current_dir(&dir).output()?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(io::Error::other(format!(
-                    "openssl {args:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )))
-            }
-        };
-        let ext = dir.join("san.ext");
-        std::fs::write(
-            &ext,
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-        )?;
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=testkit CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ])?;
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ])?;
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ])?;
-        Ok(Self::in_dir(&dir))
-    }
-
-    fn in_dir(dir: &Path) -> Self {
-        Self {
-            ca_cert: dir.join("ca.crt"),
-            server_cert: dir.join("server.crt"),
-            server_key: dir.join("server.key"),
-        }
+        let ca = Ca::create(&dir, "testkit CA")?;
+        let server = ca.issue("server", "/CN=127.0.0.1", Usage::Server, &[])?;
+        Ok(Self {
+            ca_cert: ca.pair.cert,
+            server_cert: server.cert,
+            server_key: server.key,
+        })
     }
 }

@@ -1,5 +1,6 @@
-//! Shared fixtures for the controller tests: the API-server stand-in (or a real cluster via
-//! `KUBECONFIG` when `CANARY_TEST_REAL_CLUSTER=1`), a tiny "kubelet" that keeps Deployment
+//! Shared fixtures for the controller tests: a real kube-apiserver with etcd (or the cluster
+//! `KUBECONFIG` names when `CANARY_TEST_REAL_CLUSTER=1`) where the operator runs as its own
+//! ServiceAccount under `operator/deploy/rbac.yaml`, a tiny "kubelet" that keeps Deployment
 //! status in line with spec, and a scripted Prometheus answering `/api/v1/query`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -16,10 +17,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::CustomResourceExt;
-use kube::{Client, Config, ResourceExt};
-use kube_standin::StandIn;
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -52,10 +51,86 @@ where
     }
 }
 
-/// The API server for one test, with the CRD installed and a namespace of its own.
+/// The namespace `operator/deploy/rbac.yaml` puts the operator's ServiceAccount (and Lease) in.
+pub const OPERATOR_NAMESPACE: &str = "canary-operator";
+
+/// Kubeconfigs shared by every test of one test binary: the cluster admin, and the operator's
+/// ServiceAccount bound by `operator/deploy/rbac.yaml`.
+struct Shared {
+    admin: std::path::PathBuf,
+    operator: std::path::PathBuf,
+}
+
+/// Once per test binary: a real kube-apiserver (or the cluster `KUBECONFIG` names when
+/// `CANARY_TEST_REAL_CLUSTER=1`), the CRD, the operator's RBAC and a token for its account.
+async fn shared() -> &'static Shared {
+    static SHARED: tokio::sync::OnceCell<Shared> = tokio::sync::OnceCell::const_new();
+    SHARED
+        .get_or_init(|| async {
+            let real = std::env::var("CANARY_TEST_REAL_CLUSTER").is_ok_and(|v| v == "1");
+            let admin = if real {
+                std::path::PathBuf::from(std::env::var("KUBECONFIG").expect("KUBECONFIG"))
+            } else {
+                testkit::KubeApiServer::shared().unwrap().kubeconfig()
+            };
+            let client = client_for(&admin).await;
+            install_crd(&client).await;
+            if !real {
+                install_httproute_crd(&client).await;
+            }
+            create_namespace(&client, OPERATOR_NAMESPACE).await;
+            let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+            testkit::kube::apply_yaml(&client, &rbac, OPERATOR_NAMESPACE)
+                .await
+                .unwrap();
+            let dir = testkit::scratch_dir("operator-tests-").unwrap().keep();
+            testkit::remove_at_exit(dir.clone());
+            let operator = dir.join("operator.kubeconfig");
+            testkit::kube::service_account_kubeconfig(
+                &client,
+                &admin,
+                OPERATOR_NAMESPACE,
+                "canary-operator",
+                Duration::from_secs(3600),
+                &operator,
+            )
+            .await
+            .unwrap();
+            Shared { admin, operator }
+        })
+        .await
+}
+
+/// Gateway API's own HTTPRoute CRD, so the Gateway API router is checked against its rules.
+async fn install_httproute_crd(client: &Client) {
+    let yaml = std::fs::read_to_string(testkit::httproute_crd()).unwrap();
+    testkit::kube::apply_yaml(client, &yaml, "default").await.unwrap();
+    let routes: Api<kube::api::DynamicObject> =
+        Api::all_with(client.clone(), &canary_operator::router::gateway_http_route_resource());
+    eventually(Duration::from_secs(10), "HTTPRoutes to be served", || async {
+        routes.list(&ListParams::default().limit(1)).await.ok()
+    })
+    .await;
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+        Err(e) => panic!("cannot create namespace {name}: {e}"),
+    }
+}
+
+/// One test's view of the API server: a namespace of its own, an admin client for setting
+/// the scene, and the operator's own (RBAC-limited) credentials.
 pub struct Cluster {
-    pub standin: Option<StandIn>,
+    /// Cluster-admin kubeconfig.
     pub kubeconfig: std::path::PathBuf,
+    /// The operator ServiceAccount's kubeconfig: the operator under test uses only this.
+    pub operator_kubeconfig: std::path::PathBuf,
+    /// Cluster admin, for what the test itself does.
     pub client: Client,
     pub ns: String,
     kubelet: tokio::task::JoinHandle<()>,
@@ -68,55 +143,37 @@ impl Drop for Cluster {
 }
 
 pub async fn client_for(kubeconfig: &std::path::Path) -> Client {
-    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+    testkit::kube::client(kubeconfig).await.unwrap()
 }
 
 impl Cluster {
     pub async fn start() -> Cluster {
         init();
-        let real = std::env::var("CANARY_TEST_REAL_CLUSTER").is_ok_and(|v| v == "1");
-        let (standin, kubeconfig) = if real {
-            (
-                None,
-                std::path::PathBuf::from(std::env::var("KUBECONFIG").expect("KUBECONFIG")),
-            )
-        } else {
-            let s = StandIn::start().await.unwrap();
-            let path = s.kubeconfig.clone();
-            (Some(s), path)
-        };
-        let client = client_for(&kubeconfig).await;
-        install_crd(&client).await;
-        let ns = if real {
-            let ns = format!("canary-test-{}", std::process::id());
-            let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-            let _ = nss
-                .create(
-                    &PostParams::default(),
-                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-                )
-                .await;
-            ns
-        } else {
-            "default".to_owned()
-        };
-        // On a real cluster the Deployment controller and kubelets do this.
-        let kubelet = if real {
-            tokio::spawn(async {})
-        } else {
-            tokio::spawn(kubelet(client.clone(), ns.clone()))
-        };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let shared = shared().await;
+        let client = client_for(&shared.admin).await;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ns = format!("test-{}-{n}", std::process::id());
+        create_namespace(&client, &ns).await;
+        // No kube-controller-manager or kubelet here: this plays both for Deployment status.
+        let kubelet = tokio::spawn(kubelet(client.clone(), ns.clone()));
         Cluster {
-            standin,
-            kubeconfig,
+            kubeconfig: shared.admin.clone(),
+            operator_kubeconfig: shared.operator.clone(),
             client,
             ns,
             kubelet,
         }
+    }
+
+    /// A client with the operator's credentials (what `operator/deploy/rbac.yaml` grants).
+    pub async fn operator_client(&self) -> Client {
+        client_for(&self.operator_kubeconfig).await
+    }
+
+    /// The operator's leader-election Lease for this test (one per test namespace).
+    pub fn lease_name(&self) -> String {
+        format!("lease-{}", self.ns)
     }
 
     pub fn cps(&self) -> Api<CanaryPromotion> {
@@ -352,10 +409,10 @@ pub fn nginx() -> Value {
     json!({"nginx": {"canaryIngress": "api-canary"}})
 }
 
-/// Operator settings for in-process runs (no election unless given a lease).
-pub fn settings(lease: Option<canary_operator::leader::LeaseSettings>) -> canary_operator::Settings {
+/// Operator settings for in-process runs in `namespace` (no election unless given a lease).
+pub fn settings(namespace: &str, lease: Option<canary_operator::leader::LeaseSettings>) -> canary_operator::Settings {
     canary_operator::Settings {
-        namespace: None,
+        namespace: Some(namespace.to_owned()),
         listen: "127.0.0.1:0".parse().unwrap(),
         lease,
         identity: "test-operator".into(),
@@ -372,10 +429,12 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    pub fn start(cluster: &Cluster) -> InProcess {
+    /// Runs as the operator's ServiceAccount, watching the test's namespace only.
+    pub async fn start(cluster: &Cluster) -> InProcess {
         let (stop, rx) = watch::channel(false);
-        let client = cluster.client.clone();
-        let task = tokio::spawn(canary_operator::run(client, settings(None), Arc::new(SystemClock), rx));
+        let client = cluster.operator_client().await;
+        let settings = settings(&cluster.ns, None);
+        let task = tokio::spawn(canary_operator::run(client, settings, Arc::new(SystemClock), rx));
         InProcess { stop, task: Some(task) }
     }
 
@@ -402,7 +461,11 @@ impl Drop for InProcess {
 /// `error_share` answer 5xx. All requests are fast (≤ 50 ms bucket).
 #[derive(Clone)]
 pub struct FakePod {
+    /// The pod's own IP: a test host in a network namespace of its own, because the API
+    /// server refuses loopback addresses in EndpointSlices.
+    pub ip: std::net::Ipv4Addr,
     pub port: u16,
+    _host: Arc<testkit::TestHost>,
     state: Arc<Mutex<PodTraffic>>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
@@ -423,7 +486,8 @@ impl FakePod {
             rps,
             ..Default::default()
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = testkit::TestHost::create().unwrap();
+        let listener = tokio::net::TcpListener::from_std(host.listen(0).unwrap()).unwrap();
         let port = listener.local_addr().unwrap().port();
         let s = state.clone();
         let app = axum::Router::new().route(
@@ -450,7 +514,9 @@ impl FakePod {
             }
         });
         FakePod {
+            ip: host.address(),
             port,
+            _host: Arc::new(host),
             state,
             task: Arc::new(task),
         }
@@ -498,7 +564,9 @@ db_pool_max_connections{{track="canary"}} 10
 
 impl Cluster {
     /// One EndpointSlice per fake pod for the Service `service` (a pod's port is per slice),
-    /// with the pod's port under the name `metrics`.
+    /// with the pod's IP and its port under the name `metrics`. The API server refuses loopback IPs in
+    /// EndpointSlices, so the pods are named by FQDN (`localhost`), which keeps every scrape
+    /// on this machine.
     pub async fn create_endpoint_slices(&self, service: &str, pods: &[&FakePod]) {
         let api: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(self.client.clone(), &self.ns);
         for (i, pod) in pods.iter().enumerate() {
@@ -507,7 +575,7 @@ impl Cluster {
                              "labels": {"kubernetes.io/service-name": service}},
                 "addressType": "IPv4",
                 "ports": [{"name": "metrics", "port": pod.port, "protocol": "TCP"}],
-                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true},
+                "endpoints": [{"addresses": [pod.ip.to_string()], "conditions": {"ready": true},
                                "targetRef": {"kind": "Pod", "name": format!("{service}-pod-{i}")}}]
             }))
             .unwrap();
