@@ -1,20 +1,10 @@
-//! Talking to the (stand-in or real) API server: a kube client from a kubeconfig path, and
-//! `kubectl` for what a person would type.
+//! `kubectl` for what a person would type, against the stack's API server (kube clients come
+//! from `testkit::kube::client`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
-
 use crate::error::{HarnessError, Result};
-
-/// A client for the cluster a kubeconfig file points at (its current context).
-pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(path)?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
-}
 
 /// `kubectl` bound to one kubeconfig and a private discovery cache, so runs never share
 /// (or leave behind) cached discovery for a port another run may reuse.

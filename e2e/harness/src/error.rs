@@ -6,8 +6,8 @@ use std::time::Duration;
 pub enum HarnessError {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("kubeconfig: {0}")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("cluster set-up: {0}")]
+    Fixture(#[from] testkit::kube::KubeFixtureError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -1,6 +1,7 @@
 //! The objects the scenario applies: the CRD, the API's two Deployments, Services and
 //! Ingresses (stable + ingress-nginx canary), and a CanaryPromotion with short steps.
 
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -24,6 +25,12 @@ const HOST: &str = "api.scholarship.example";
 
 /// The committed CRD, compiled in so the demo binary runs from anywhere.
 const CRD_YAML: &str = include_str!("../../../crds/canarypromotion.yaml");
+/// The operator's least-privilege RBAC, as a cluster admin would apply it.
+const RBAC_YAML: &str = include_str!("../../../operator/deploy/rbac.yaml");
+/// The namespace `operator/deploy/rbac.yaml` puts the operator's ServiceAccount and Lease in.
+pub const OPERATOR_NAMESPACE: &str = "canary-operator";
+/// The operator's ServiceAccount in that manifest.
+const OPERATOR_ACCOUNT: &str = "canary-operator";
 
 /// The CanaryPromotion resource, for `Api<DynamicObject>`.
 pub fn promotion_resource() -> ApiResource {
@@ -181,6 +188,29 @@ pub async fn apply_workload(client: &Client) -> Result<()> {
         services.create(&pp, &service(name)?).await?;
         ingresses.create(&pp, &ingress(name, canary)?).await?;
     }
+    Ok(())
+}
+
+/// Applies `operator/deploy/rbac.yaml` and writes a kubeconfig for the operator's
+/// ServiceAccount at `out`, so the operator runs with exactly those permissions.
+pub async fn install_operator_rbac(client: &Client, admin_kubeconfig: &Path, out: &Path) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &typed("namespace", json!({"metadata": {"name": OPERATOR_NAMESPACE}}))?,
+        )
+        .await?;
+    testkit::kube::apply_yaml(client, RBAC_YAML, OPERATOR_NAMESPACE).await?;
+    testkit::kube::service_account_kubeconfig(
+        client,
+        admin_kubeconfig,
+        OPERATOR_NAMESPACE,
+        OPERATOR_ACCOUNT,
+        Duration::from_secs(24 * 3600),
+        out,
+    )
+    .await?;
     Ok(())
 }
 

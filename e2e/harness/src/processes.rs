@@ -151,8 +151,11 @@ pub struct OperatorProcess {
 
 #[derive(Debug, Clone)]
 pub struct OperatorSettings {
+    /// The operator's own credentials (its ServiceAccount), not an admin's.
     pub kubeconfig: PathBuf,
     pub namespace: String,
+    /// Where its leader-election Lease lives (the operator's own namespace).
+    pub lease_namespace: String,
     /// `--min-window`: the metric window is max(2 × interval, this).
     pub min_window: Duration,
     pub log_dir: PathBuf,
@@ -167,7 +170,7 @@ impl OperatorProcess {
         command
             .arg("run")
             .args(["--namespace", &settings.namespace])
-            .args(["--lease-namespace", &settings.namespace])
+            .args(["--lease-namespace", &settings.lease_namespace])
             .arg("--listen")
             .arg(metrics_addr.to_string())
             .arg("--min-window")

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use kube::api::DynamicObject;
 use kube::{Api, Client};
-use kube_standin::StandIn;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub use report::{EventLine, PhaseChange, ScenarioReport};
 
-use crate::cluster::{Kubectl, client_from_kubeconfig};
+use crate::cluster::Kubectl;
 use crate::error::{HarnessError, Result};
 use crate::ingress::{IngressConfig, IngressStandIn};
 use crate::kubelet::{KubeletConfig, KubeletStandIn};
@@ -81,7 +80,7 @@ pub struct Stack {
     _postgres: testkit::Postgres,
     client: Client,
     kubectl: Kubectl,
-    standin: StandIn,
+    apiserver: testkit::KubeApiServer,
     timeline: Arc<Mutex<Vec<PhaseChange>>>,
     started: Instant,
     config: ScenarioConfig,
@@ -92,7 +91,7 @@ pub struct Stack {
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
-            .field("api_server", &self.standin.base_url)
+            .field("api_server", &self.apiserver.url())
             .field("ingress", &self.ingress.addr)
             .field("log_dir", &self.log_dir)
             .finish_non_exhaustive()
@@ -122,13 +121,18 @@ impl Stack {
             (scratch.path().to_path_buf(), Some(scratch))
         };
 
-        let standin = StandIn::start()
-            .await
-            .map_err(HarnessError::io("start the API-server stand-in"))?;
-        let client = client_from_kubeconfig(&standin.kubeconfig).await?;
-        let kubectl = Kubectl::new(&standin.kubeconfig, &log_dir.join("kubectl-cache"));
+        let apiserver_dir = log_dir.join("kube-apiserver");
+        std::fs::create_dir_all(&apiserver_dir).map_err(HarnessError::io("create the API server's directory"))?;
+        let apiserver = blocking("kube-apiserver and etcd", move || {
+            testkit::KubeApiServer::start_in(&apiserver_dir)
+        })
+        .await?;
+        let client = testkit::kube::client(&apiserver.kubeconfig()).await?;
+        let kubectl = Kubectl::new(&apiserver.kubeconfig(), &log_dir.join("kubectl-cache"));
         manifests::install_crd(&client).await?;
         manifests::apply_workload(&client).await?;
+        let operator_kubeconfig = log_dir.join("operator.kubeconfig");
+        manifests::install_operator_rbac(&client, &apiserver.kubeconfig(), &operator_kubeconfig).await?;
         let kubelet = KubeletStandIn::start(
             client.clone(),
             KubeletConfig {
@@ -137,9 +141,11 @@ impl Stack {
             },
         );
         progress(&format!(
-            "API-server stand-in on {} (kubeconfig {}); CRD, Deployments, Services, Ingresses applied",
-            standin.base_url,
-            standin.kubeconfig.display()
+            "kube-apiserver and etcd on {} (ready in {:.1} s, kubeconfig {}); CRD, operator RBAC, \
+             Deployments, Services, Ingresses applied",
+            apiserver.url(),
+            apiserver.started_in().as_secs_f64(),
+            apiserver.kubeconfig().display()
         ));
 
         let postgres = blocking("PostgreSQL", testkit::Postgres::start).await?;
@@ -216,8 +222,9 @@ impl Stack {
         let operator = OperatorProcess::start(
             &config.binaries.operator,
             &OperatorSettings {
-                kubeconfig: standin.kubeconfig.clone(),
+                kubeconfig: operator_kubeconfig,
                 namespace: NAMESPACE.into(),
+                lease_namespace: manifests::OPERATOR_NAMESPACE.into(),
                 min_window: config.min_window,
                 log_dir: log_dir.clone(),
             },
@@ -254,7 +261,7 @@ impl Stack {
             _postgres: postgres,
             client,
             kubectl,
-            standin,
+            apiserver,
             timeline,
             started,
             config,
@@ -263,8 +270,9 @@ impl Stack {
         })
     }
 
-    pub fn kubeconfig(&self) -> &Path {
-        &self.standin.kubeconfig
+    /// The cluster-admin kubeconfig of this stack's API server.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.apiserver.kubeconfig()
     }
 
     pub fn log_dir(&self) -> &Path {

@@ -1,4 +1,4 @@
-//! The ingress, kubelet and load pieces on their own, against the API-server stand-in and
+//! The ingress, kubelet and load pieces on their own, against a real kube-apiserver and
 //! tiny loopback backends (no PostgreSQL, Redis, Prometheus or operator needed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use canary_e2e::cluster::client_from_kubeconfig;
 use canary_e2e::ingress::{CanaryWeight, IngressConfig, IngressStandIn};
 use canary_e2e::kubelet::{KubeletConfig, KubeletStandIn, needs_rollout};
 use canary_e2e::load::{LoadConfig, LoadGenerator};
@@ -20,17 +19,20 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use kube_standin::StandIn;
 use serde_json::json;
 
-async fn cluster() -> (StandIn, Client) {
+/// A real kube-apiserver of this test's own (the manifests use one fixed namespace).
+async fn cluster() -> (testkit::KubeApiServer, Client) {
     canary_e2e::install_crypto_provider();
-    let standin = StandIn::start().await.unwrap();
-    let client = client_from_kubeconfig(&standin.kubeconfig).await.unwrap();
+    let server = tokio::task::spawn_blocking(testkit::KubeApiServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let client = testkit::kube::client(&server.kubeconfig()).await.unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = serde_json::from_value(json!({"metadata": {"name": manifests::NAMESPACE}})).unwrap();
     namespaces.create(&PostParams::default(), &ns).await.unwrap();
-    (standin, client)
+    (server, client)
 }
 
 #[derive(Clone)]
@@ -95,7 +97,7 @@ async fn wait_for_weight(ingress: &IngressStandIn, want: CanaryWeight) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_splits_by_canary_weight_and_appends_the_peer_to_x_forwarded_for() {
-    let (_standin, client) = cluster().await;
+    let (_server, client) = cluster().await;
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), manifests::NAMESPACE);
     ingresses
         .create(
@@ -159,7 +161,7 @@ async fn ingress_splits_by_canary_weight_and_appends_the_peer_to_x_forwarded_for
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_counts_upstream_5xx_and_unreachable_backends() {
-    let (_standin, client) = cluster().await;
+    let (_server, client) = cluster().await;
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), manifests::NAMESPACE);
     ingresses
         .create(
@@ -196,7 +198,7 @@ async fn ingress_counts_upstream_5xx_and_unreachable_backends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubelet_finishes_rollouts_after_the_delay() {
-    let (_standin, client) = cluster().await;
+    let (_server, client) = cluster().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), manifests::NAMESPACE);
     deployments
         .create(

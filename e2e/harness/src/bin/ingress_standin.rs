@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use canary_e2e::cluster::client_from_kubeconfig;
 use canary_e2e::ingress::{IngressConfig, IngressStandIn};
 use clap::Parser;
 
@@ -53,7 +52,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), canary_e2e::HarnessError> {
     let client = match &cli.kubeconfig {
-        Some(path) => client_from_kubeconfig(path).await?,
+        Some(path) => testkit::kube::client(path).await?,
         None => kube::Client::try_default().await?,
     };
     let mut config = IngressConfig::new(
