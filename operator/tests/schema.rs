@@ -1,7 +1,11 @@
-//! Example objects, valid and invalid, checked against the generated CRD schema: the
-//! OpenAPI part with a small structural validator, the CEL rules with kube's client-side
-//! CEL evaluator (the Kubernetes CEL libraries: lists, `duration()`, ...).
-#![allow(clippy::unwrap_used)]
+//! Example objects, valid and invalid, checked against the generated CRD schema twice: on a
+//! real kube-apiserver through kubectl (the authority: structural schema, CEL cost budget,
+//! strict field validation), and offline with a small structural validator plus kube's
+//! client-side CEL evaluator, which needs no server and also checks that `Plan::compile`
+//! refuses what the schema refuses.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::path::Path;
 
@@ -361,6 +365,58 @@ fn invalid_objects_are_rejected_with_a_message_naming_the_field() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The validation message the CRD itself defines (a CEL rule's `message`), if `expected`
+/// names one rather than a generic OpenAPI check of the offline validator.
+fn rule_message(expected: &str) -> Option<&str> {
+    let (_, message) = expected.split_once(": ")?;
+    let generic = [
+        "below minimum",
+        "above maximum",
+        "fewer than minItems",
+        "more than maxItems",
+        "unknown field",
+        "required",
+        "expected ",
+        "does not match",
+        "not in enum",
+        "longer than",
+        "shorter than",
+    ];
+    (!generic.iter().any(|g| message.starts_with(g))).then_some(message)
+}
+
+/// What a person sees: every invalid example, created with kubectl on a real API server, is
+/// refused, and the error names the field (and says the CRD's own message where it has one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_api_server_refuses_every_invalid_example_naming_the_field() {
+    tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        let c = common::Cluster::start().await;
+        let mut valid = example();
+        valid["metadata"] = json!({"name": "valid"});
+        c.kubectl(&["create", "-f", "-"], Some(&valid.to_string()))
+            .await
+            .expect("the example is accepted");
+        let mut failures = Vec::new();
+        for (i, (what, pointer, new, expected)) in invalid_cases().into_iter().enumerate() {
+            let mut object = example();
+            object["metadata"] = json!({"name": format!("invalid-{i}")});
+            set(&mut object, pointer, new);
+            let field = expected.split(':').next().unwrap().replace("[]", "");
+            match c.kubectl(&["create", "-f", "-"], Some(&object.to_string())).await {
+                Ok(out) => failures.push(format!("{what}: accepted ({})", out.trim())),
+                Err(err) if !err.contains(&field) => failures.push(format!("{what}: {field} not named in {err}")),
+                Err(err) if rule_message(expected).is_some_and(|m| !err.contains(m)) => {
+                    failures.push(format!("{what}: {:?} not in {err}", rule_message(expected)))
+                }
+                Err(_) => {}
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    })
+    .await
+    .expect("bounded");
 }
 
 #[test]
