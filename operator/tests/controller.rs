@@ -1,4 +1,4 @@
-//! The controller against the API-server stand-in (or a real cluster, see `common`), with a
+//! The controller on a real kube-apiserver (or a cluster of yours, see `common`), with a
 //! scripted Prometheus: promotion, rollback, invalid references, deletion mid-flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,7 +1,7 @@
 //! Kubelet stand-in: plays the Deployment controller and the kubelets for one namespace.
 //!
-//! The API-server stand-in runs no controllers, so a Deployment's `status` never changes on
-//! its own. This watches Deployments and, a short delay after a spec change (the time a real
+//! The local API server runs no kube-controller-manager and no kubelets, so a Deployment's
+//! `status` never changes on its own. This watches Deployments and, a short delay after a spec change (the time a real
 //! rollout takes), writes the status a healthy rollout ends with: `observedGeneration` =
 //! `generation`, every replica count = `spec.replicas`, `Available=True`. That is what the
 //! operator's `patch` promotion waits for after setting the stable image.

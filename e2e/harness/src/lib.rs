@@ -1,8 +1,8 @@
 //! End-to-end harness for the canary operator, and the pieces of the one-command local demo.
 //!
-//! Everything runs on loopback with real parts where the machine has them (PostgreSQL, Redis,
-//! Prometheus, the `scholarship-api` and `canary-operator` binaries, `kubectl`) and small
-//! stand-ins where it has not (no cluster, no ingress controller, no kubelet):
+//! Everything runs on loopback with real parts where the machine has them (kube-apiserver and
+//! etcd, PostgreSQL, Redis, Prometheus, the `scholarship-api` and `canary-operator` binaries,
+//! `kubectl`) and small stand-ins where it has not (no ingress controller, no kubelet):
 //!
 //! * [`ingress`] — a reverse proxy honouring ingress-nginx canary annotations;
 //! * [`kubelet`] — writes Deployment status the way a healthy rollout ends;

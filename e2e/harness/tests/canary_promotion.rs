@@ -1,6 +1,6 @@
 //! The whole scenario with the real binaries: PostgreSQL, Redis, Prometheus, two
 //! `scholarship-api` processes, the ingress and kubelet stand-ins, load, and the real
-//! `canary-operator` against the API-server stand-in. The promotion must walk 10/30/60/100
+//! `canary-operator` on a real kube-apiserver. The promotion must walk 10/30/60/100
 //! and end `Promoted`, with the stable Deployment on the canary image and no 5xx.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
