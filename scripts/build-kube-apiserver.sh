@@ -2,14 +2,17 @@
 # Builds the real kube-apiserver and etcd that the tests and the demo run against, from the
 # Kubernetes and etcd Go modules pinned in e2e/kube-apiserver/go.mod, into
 # e2e/kube-apiserver/bin (ignored by git), and puts the upstream Gateway API HTTPRoute CRD
-# (from the sigs.k8s.io/gateway-api module) beside them for the Gateway API router's tests. Once per machine: later runs find the binaries
-# up to date, and Go's module and build caches make a rebuild after a version bump quick.
+# (from the sigs.k8s.io/gateway-api module) beside them for the Gateway API router's tests.
+# Once per machine: later runs find the binaries up to date, and Go's module and build caches
+# make a rebuild after a version bump quick.
 set -euo pipefail
 cd "$(dirname "$0")/../e2e/kube-apiserver"
 
+# The official tarball's place, for shells whose PATH lacks it.
+command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH="/usr/local/go/bin:$PATH"
 if ! command -v go >/dev/null 2>&1; then
   echo "build-kube-apiserver: Go is not installed; the tests and the demo need it to build" >&2
-  echo "  kube-apiserver and etcd (Go >= 1.24: Debian's golang-go, or https://go.dev/dl)." >&2
+  echo "  kube-apiserver and etcd: Go >= 1.24 (Debian 12's golang-go is too old; see go.dev/dl)." >&2
   exit 1
 fi
 
