@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod eligibility;
+pub mod endpoint;
 pub mod error;
 pub mod idempotency;
 pub mod limiter;

@@ -65,6 +65,98 @@ async fn reason(r: reqwest::Response) -> (StatusCode, String, String) {
     (status, body["code"].as_str().unwrap_or_default().to_owned(), challenge)
 }
 
+/// Every route of the OpenAPI document with every method, and no token. Protected routes
+/// answer 401 with a Bearer challenge for each method they serve (HEAD, derived from GET,
+/// included) and 405 for the others: no handler runs. Public routes answer as documented.
+/// OPTIONS is the CORS preflight everywhere, answered by the CORS layer before any route
+/// (empty, and no `Access-Control-Allow-Origin` for an origin that is not listed).
+#[tokio::test]
+async fn every_route_and_method_without_a_token_fails_closed() {
+    let idp = idp().await;
+    let app = app(&idp, None, &[]).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let public = [
+        "/api/v1/scholarships",
+        "/api/v1/scholarships/{id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ];
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let mut failures = Vec::new();
+    let mut protected_checked = 0;
+    for (template, operations) in paths {
+        // The API's full path: the document lists routes under its server URL.
+        let full = if template.starts_with("/api/v1") || public[2..].contains(&template.as_str()) {
+            template.clone()
+        } else {
+            format!("/api/v1{template}")
+        };
+        let path = full.replace("{id}", "0190a3c2-6f1e-7b3a-9c4d-2e5f6a7b8c9d");
+        let served = |m: &str| {
+            let m = if m == "HEAD" { "get" } else { m };
+            operations.get(m.to_lowercase()).is_some()
+        };
+        for method in methods {
+            let request = app
+                .client
+                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url(&path));
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let challenge = response.headers().get("www-authenticate").is_some();
+            if method == "OPTIONS" {
+                let allow_origin = response.headers().get("access-control-allow-origin").is_some();
+                let body = response.bytes().await.unwrap();
+                if status != StatusCode::OK || allow_origin || !body.is_empty() {
+                    failures.push(format!(
+                        "{method} {path}: {status}, not the CORS layer's preflight answer"
+                    ));
+                }
+                continue;
+            }
+            let expected_ok = match (public.contains(&full.as_str()), served(method)) {
+                (_, false) => status == StatusCode::METHOD_NOT_ALLOWED,
+                (true, true) => status != StatusCode::UNAUTHORIZED && !status.is_server_error(),
+                (false, true) => {
+                    protected_checked += 1;
+                    status == StatusCode::UNAUTHORIZED && challenge
+                }
+            };
+            if !expected_ok {
+                failures.push(format!("{method} {path}: {status}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // eligibility, recommendations, applications (POST), applications/{id}: GET/HEAD or POST.
+    assert!(
+        protected_checked >= 6,
+        "walked only {protected_checked} protected route/method pairs"
+    );
+}
+
+#[tokio::test]
+async fn head_needs_the_same_token_as_get() {
+    let idp = idp().await;
+    let app = app(&idp, None, &[]).await;
+    let query = "gpa=3.5&level=masters&field_of_study=computer-science&residency=DE";
+    let url = app.url(&format!("/api/v1/recommendations?{query}"));
+    let anonymous = app.client.head(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let forged = app.client.head(&url).bearer_auth("a.b.c").send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let signed = app
+        .client
+        .head(&url)
+        .bearer_auth(idp.token("rsa-1", "student-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn each_allowed_algorithm_authenticates_and_public_reads_stay_open() {
     let idp = idp().await;

@@ -23,16 +23,38 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_option() {
             vec!["--database-url", "postgres://db/x", "--cors-allowed-origins", "*"],
             "--cors-allowed-origins",
         ),
+        // A typo in an endpoint name is an error naming it, not a rule that silently applies to nothing.
+        (
+            vec![
+                "--database-url",
+                "postgres://db/x",
+                "--rate-limits",
+                "catalog=10/1m,default=60/1m",
+            ],
+            "--rate-limits",
+        ),
+        (
+            vec![
+                "--database-url",
+                "postgres://db/x",
+                "--single-use-endpoints",
+                "applications,aplications-read",
+            ],
+            "--single-use-endpoints",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_scholarship-api"))
             .args(&args)
             .env_clear()
             .output()
             .unwrap();
-        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(option), "{stderr}");
+        if option.contains("endpoints") || option.contains("rate-limits") {
+            assert!(stderr.contains("unknown endpoint"), "{stderr}");
+        }
     }
     let help = Command::new(env!("CARGO_BIN_EXE_scholarship-api"))
         .arg("--help")

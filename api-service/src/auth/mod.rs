@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use prometheus_client::encoding::EncodeLabelValue;
 use serde::Deserialize;
 
+use crate::endpoint::Endpoint;
 use crate::error::{PROBLEM_JSON, Problem};
 use jwks::Jwks;
 
@@ -330,14 +331,14 @@ fn classify(kind: &ErrorKind) -> RejectReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SingleUse {
     All,
-    Endpoints(HashSet<String>),
+    Endpoints(HashSet<Endpoint>),
 }
 
 impl SingleUse {
-    pub fn applies_to(&self, endpoint: &str) -> bool {
+    pub fn applies_to(&self, endpoint: Endpoint) -> bool {
         match self {
             Self::All => true,
-            Self::Endpoints(set) => set.contains(endpoint),
+            Self::Endpoints(set) => set.contains(&endpoint),
         }
     }
 }
@@ -345,12 +346,17 @@ impl SingleUse {
 impl std::str::FromStr for SingleUse {
     type Err = String;
 
-    /// `all`, `none`, or endpoint names such as `applications,applications-read`.
+    /// `all`, `none`, or endpoint names such as `applications,applications-read` (an unknown
+    /// name is an error naming it).
     fn from_str(raw: &str) -> Result<Self, String> {
         match raw.trim() {
             "all" => Ok(Self::All),
             "none" | "" => Ok(Self::Endpoints(HashSet::new())),
-            list => Ok(Self::Endpoints(list.split(',').map(|s| s.trim().to_owned()).collect())),
+            list => list
+                .split(',')
+                .map(|s| s.trim().parse::<Endpoint>())
+                .collect::<Result<_, _>>()
+                .map(Self::Endpoints),
         }
     }
 }

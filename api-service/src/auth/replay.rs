@@ -1,10 +1,60 @@
-//! The per-instance `jti` memory used when Redis cannot answer: same-instance replays are
-//! still caught during a failover. Every fresh `jti` is remembered here as well, so a token
-//! first used while Redis was up is still refused on this instance while Redis is down.
+//! Replay protection's decisions: the marker a single-use token leaves in Redis, the verdict
+//! from Redis's answer, and the per-instance `jti` memory used when Redis cannot answer
+//! (same-instance replays are still caught during a failover). Every fresh `jti` is remembered
+//! here as well, so a token first used while Redis was up is still refused on this instance
+//! while Redis is down.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::VerifiedToken;
+use crate::config::ReplayFallback;
+use crate::limiter::{ReplayCheck, ReplayMark};
+
+/// The marker lives until the token could no longer be accepted anyway: `exp` plus leeway.
+/// `None` for a token without `jti` (accepted only with `--allow-tokens-without-jti`).
+pub fn mark(token: &VerifiedToken, leeway: Duration, now: SystemTime) -> Option<ReplayMark> {
+    let jti = token.jti.as_ref()?;
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let ttl = token
+        .expires_at
+        .saturating_add(leeway.as_secs())
+        .saturating_sub(now)
+        .max(1);
+    Some(ReplayMark {
+        key: format!("jwt:jti:{jti}"),
+        ttl: Duration::from_secs(ttl),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayVerdict {
+    Fresh,
+    Replayed,
+    /// Redis could not answer and `--replay-fallback strict` says 503.
+    Unavailable,
+}
+
+/// Redis decides when it answered; the per-instance cache always remembers too, and catches
+/// same-instance replays that Redis cannot (down, or lost the key in a failover).
+pub fn judge(
+    cache: &LocalReplayCache,
+    fallback: ReplayFallback,
+    mark: &ReplayMark,
+    redis: ReplayCheck,
+    now: Instant,
+) -> ReplayVerdict {
+    let locally_fresh = cache.first_use(&mark.key, now + mark.ttl, now);
+    match (redis, fallback) {
+        (ReplayCheck::Replayed, _) => ReplayVerdict::Replayed,
+        (ReplayCheck::Fresh, _) | (ReplayCheck::Unknown, ReplayFallback::Local) if locally_fresh => {
+            ReplayVerdict::Fresh
+        }
+        (ReplayCheck::Fresh, _) | (ReplayCheck::Unknown, ReplayFallback::Local) => ReplayVerdict::Replayed,
+        (ReplayCheck::Unknown, ReplayFallback::Strict) => ReplayVerdict::Unavailable,
+    }
+}
 
 pub struct LocalReplayCache {
     max_entries: usize,

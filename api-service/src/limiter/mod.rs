@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::Script;
 
+use crate::endpoint::Endpoint;
 use crate::metrics::{CommandLabels, LimiterOp, Metrics};
 use crate::redis_link::RedisLink;
 use local::LocalLimiter;
@@ -109,7 +110,12 @@ impl Limiter {
 
     /// Counts this request against `principal`'s window for `endpoint` (and checks the replay
     /// marker when given), in one Redis round trip.
-    pub async fn check(&self, endpoint: &str, principal: &str, replay: Option<&ReplayMark>) -> (Verdict, ReplayCheck) {
+    pub async fn check(
+        &self,
+        endpoint: Endpoint,
+        principal: &str,
+        replay: Option<&ReplayMark>,
+    ) -> (Verdict, ReplayCheck) {
         let policy = self.policies.for_endpoint(endpoint);
         let key = format!("rate:app:{}:{principal}", policy.name);
         match self.ask_redis(&key, &policy, replay).await {

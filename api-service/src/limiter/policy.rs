@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::endpoint::Endpoint;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// The endpoint name; it appears in the Redis key and in the `RateLimit` headers.
@@ -13,7 +15,7 @@ pub struct Policy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policies {
-    endpoints: HashMap<String, Policy>,
+    endpoints: HashMap<Endpoint, Policy>,
     default: Policy,
 }
 
@@ -22,9 +24,9 @@ pub const DEFAULT_POLICIES: &str = "catalogue=120/1m,applications=10/1m,default=
 impl Policies {
     /// The policy for an endpoint; endpoints without their own share the default's numbers
     /// but keep their own name (and so their own counter).
-    pub fn for_endpoint(&self, endpoint: &str) -> Policy {
-        self.endpoints.get(endpoint).cloned().unwrap_or_else(|| Policy {
-            name: endpoint.to_owned(),
+    pub fn for_endpoint(&self, endpoint: Endpoint) -> Policy {
+        self.endpoints.get(&endpoint).cloned().unwrap_or_else(|| Policy {
+            name: endpoint.name().to_owned(),
             ..self.default.clone()
         })
     }
@@ -54,7 +56,8 @@ impl Policy {
 impl std::str::FromStr for Policies {
     type Err = String;
 
-    /// `catalogue=120/1m,applications=10/1m,default=60/1m`; `default` is required.
+    /// `catalogue=120/1m,applications=10/1m,default=60/1m`; `default` is required, every
+    /// other name must be an endpoint (a typo is an error, not a policy nothing uses).
     fn from_str(raw: &str) -> Result<Self, String> {
         let mut endpoints = HashMap::new();
         let mut default = None;
@@ -63,18 +66,11 @@ impl std::str::FromStr for Policies {
                 .split_once('=')
                 .ok_or_else(|| format!("`{item}` is not NAME=LIMIT/WINDOW"))?;
             let name = name.trim();
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(format!("`{name}` is not a valid endpoint name"));
-            }
             let policy = Policy::parse(name, rule)?;
             if name == "default" {
                 default = Some(policy);
             } else {
-                endpoints.insert(name.to_owned(), policy);
+                endpoints.insert(name.parse::<Endpoint>()?, policy);
             }
         }
         Ok(Self {
@@ -110,9 +106,9 @@ mod tests {
     #[test]
     fn parses_the_defaults_and_falls_back_by_name() {
         let p: Policies = DEFAULT_POLICIES.parse().unwrap();
-        assert_eq!(p.for_endpoint("catalogue").limit, 120);
-        assert_eq!(p.for_endpoint("applications").window, Duration::from_secs(60));
-        let other = p.for_endpoint("eligibility");
+        assert_eq!(p.for_endpoint(Endpoint::Catalogue).limit, 120);
+        assert_eq!(p.for_endpoint(Endpoint::Applications).window, Duration::from_secs(60));
+        let other = p.for_endpoint(Endpoint::Eligibility);
         assert_eq!((other.name.as_str(), other.limit), ("eligibility", 60));
     }
 
@@ -127,5 +123,11 @@ mod tests {
         ] {
             assert!(bad.parse::<Policies>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_typo_in_an_endpoint_name_is_an_error_naming_it() {
+        let err = "catalog=10/1m,default=60/1m".parse::<Policies>().unwrap_err();
+        assert!(err.contains("`catalog`"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::JsonObject;
+use super::caller::Caller;
 use crate::eligibility::{Profile, Verdict, judge};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::state::SharedState;
@@ -47,6 +48,8 @@ pub struct EligibilityResponse {
     ))]
 pub async fn check(
     State(state): State<SharedState>,
+    // Only for a verified caller: without one the extractor answers 401 first.
+    _caller: Caller,
     JsonObject(body): JsonObject,
 ) -> Result<Json<EligibilityResponse>, ApiError> {
     let mut fields = Fields::json(&body);

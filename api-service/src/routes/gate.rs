@@ -1,5 +1,7 @@
-//! The gate in front of `/api/v1`: authentication, the replay check and the rate limit, in
-//! the order that keeps abuse cheap and costs one Redis round trip per request.
+//! The gate in front of every `/api/v1` route: authentication, the replay check and the rate
+//! limit, in the order that keeps abuse cheap and costs one Redis round trip per request.
+//! `routes::app` wraps each route in a gate for that route's `Endpoint`, around every method
+//! the route answers (HEAD included), so nothing is looked up by method or path here.
 //!
 //! 1. a coarse per-address limit, in memory, so floods of forged tokens cost no crypto;
 //! 2. token verification (signature and claims) on routes that need a caller;
@@ -9,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::HeaderMap;
@@ -17,25 +19,27 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::caller::Caller;
-use super::rate_limit::{endpoint_for, respond, too_many};
-use crate::auth::{RejectReason, Rejection, VerifiedToken};
+use super::rate_limit::{respond, too_many};
+use crate::auth::replay::{self, ReplayVerdict};
+use crate::auth::{RejectReason, Rejection};
 use crate::config::ReplayFallback;
+use crate::endpoint::{Access, Endpoint};
 use crate::error::ApiError;
+use crate::limiter::ReplayCheck;
+use crate::limiter::Verdict;
 use crate::limiter::client_ip::{address_key, client_ip};
-use crate::limiter::{ReplayCheck, ReplayMark, Verdict};
 use crate::metrics::{Decision, DecisionLabels, PrincipalKind, RejectLabels};
 use crate::state::SharedState;
 
-/// Catalogue reads are public; every other limited endpoint needs a verified caller.
-pub fn requires_caller(endpoint: &str) -> bool {
-    endpoint != "catalogue"
+/// The gate's state: the service, and the endpoint of the route it guards.
+#[derive(Clone)]
+pub struct Guard {
+    pub state: SharedState,
+    pub endpoint: Endpoint,
 }
 
-pub async fn gate(State(state): State<SharedState>, mut request: Request, next: Next) -> Response {
+pub async fn gate(State(Guard { state, endpoint }): State<Guard>, mut request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let Some(endpoint) = route.as_deref().and_then(|r| endpoint_for(request.method(), r)) else {
-        return next.run(request).await;
-    };
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -45,26 +49,31 @@ pub async fn gate(State(state): State<SharedState>, mut request: Request, next: 
 
     let now = SystemTime::now();
     let mut token = None;
-    if requires_caller(endpoint)
-        && let Some(auth) = &state.auth
-    {
-        let address = format!("ip:{}", address_key(ip));
-        if let Err(retry) = state
-            .preauth_limiter
-            .check(&address, &state.config.preauth_limit, Instant::now())
-        {
-            return too_many(retry);
-        }
-        match auth.verify(request.headers(), now).await {
-            Ok(verified) => {
-                tester |= verified.tester;
-                request.extensions_mut().insert(Caller {
-                    principal: verified.subject.clone(),
-                    authenticated: true,
-                });
-                token = Some(verified);
+    match (endpoint.access(), &state.auth) {
+        (Access::Public, _) => {}
+        (Access::Caller, Some(auth)) => {
+            let address = format!("ip:{}", address_key(ip));
+            if let Err(retry) = state
+                .preauth_limiter
+                .check(&address, &state.config.preauth_limit, Instant::now())
+            {
+                return too_many(retry);
             }
-            Err(reason) => return reject(&state, reason),
+            match auth.verify(request.headers(), now).await {
+                Ok(verified) => {
+                    tester |= verified.tester;
+                    request.extensions_mut().insert(Caller {
+                        principal: verified.subject.clone(),
+                        authenticated: true,
+                    });
+                    token = Some(verified);
+                }
+                Err(reason) => return reject(&state, reason),
+            }
+        }
+        // `--insecure-no-auth` (development): everyone is the one anonymous caller.
+        (Access::Caller, None) => {
+            request.extensions_mut().insert(Caller::anonymous());
         }
     }
 
@@ -74,7 +83,7 @@ pub async fn gate(State(state): State<SharedState>, mut request: Request, next: 
     };
     let kind = if tester { PrincipalKind::tester } else { kind };
     let single_use = token.as_ref().filter(|_| state.single_use.applies_to(endpoint));
-    let mark = single_use.and_then(|t| replay_mark(t, state.auth.as_ref().map(|a| a.leeway())?, now));
+    let mark = single_use.and_then(|t| replay::mark(t, state.auth.as_ref().map(|a| a.leeway())?, now));
 
     let (verdict, replay) = match &state.limiter {
         Some(limiter) => {
@@ -84,7 +93,11 @@ pub async fn gate(State(state): State<SharedState>, mut request: Request, next: 
         None => (None, ReplayCheck::Unknown),
     };
     if let (Some(token), Some(mark)) = (single_use, &mark) {
-        match judge_replay(&state, mark, replay) {
+        let fallback = state.config.replay_fallback;
+        if replay == ReplayCheck::Unknown && fallback == ReplayFallback::Local {
+            state.metrics.jwt_replay_fallback.inc();
+        }
+        match replay::judge(&state.replay_cache, fallback, mark, replay, Instant::now()) {
             ReplayVerdict::Fresh => {}
             ReplayVerdict::Replayed => {
                 state.metrics.jwt_replay_prevented.inc();
@@ -119,50 +132,6 @@ pub async fn gate(State(state): State<SharedState>, mut request: Request, next: 
 fn reject(state: &SharedState, reason: RejectReason) -> Response {
     state.metrics.jwt_rejected.get_or_create(&RejectLabels { reason }).inc();
     Rejection(reason).into_response()
-}
-
-/// The marker lives until the token could no longer be accepted anyway: `exp` plus leeway.
-fn replay_mark(token: &VerifiedToken, leeway: Duration, now: SystemTime) -> Option<ReplayMark> {
-    let jti = token.jti.as_ref()?;
-    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let ttl = token
-        .expires_at
-        .saturating_add(leeway.as_secs())
-        .saturating_sub(now)
-        .max(1);
-    Some(ReplayMark {
-        key: format!("jwt:jti:{jti}"),
-        ttl: Duration::from_secs(ttl),
-    })
-}
-
-enum ReplayVerdict {
-    Fresh,
-    Replayed,
-    Unavailable,
-}
-
-/// Redis decides when it answered; the per-instance cache always remembers too, and catches
-/// same-instance replays that Redis cannot (down, or lost the key in a failover).
-fn judge_replay(state: &SharedState, mark: &ReplayMark, redis: ReplayCheck) -> ReplayVerdict {
-    let now = Instant::now();
-    let locally_fresh = state.replay_cache.first_use(&mark.key, now + mark.ttl, now);
-    match redis {
-        ReplayCheck::Replayed => ReplayVerdict::Replayed,
-        ReplayCheck::Fresh if locally_fresh => ReplayVerdict::Fresh,
-        ReplayCheck::Fresh => ReplayVerdict::Replayed,
-        ReplayCheck::Unknown => match state.config.replay_fallback {
-            ReplayFallback::Strict => ReplayVerdict::Unavailable,
-            ReplayFallback::Local => {
-                state.metrics.jwt_replay_fallback.inc();
-                if locally_fresh {
-                    ReplayVerdict::Fresh
-                } else {
-                    ReplayVerdict::Replayed
-                }
-            }
-        },
-    }
 }
 
 /// Tester traffic carries the configured header with the configured secret value.

@@ -14,23 +14,32 @@ pub mod scholarships;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::state::SharedState;
 use crate::telemetry;
 
 pub fn app(state: SharedState) -> Router {
-    let api = Router::new()
-        .route("/scholarships", get(scholarships::list))
-        .route("/scholarships/{id}", get(scholarships::get_one))
-        .route("/eligibility/check", post(eligibility::check))
-        .route("/recommendations", get(recommendations::recommend))
-        .route("/applications", post(applications::create))
-        .route("/applications/{id}", get(applications::get_one))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), gate::gate));
+    let api = Api::new(&state)
+        .route("/scholarships", Endpoint::Catalogue, get(scholarships::list))
+        .route("/scholarships/{id}", Endpoint::Catalogue, get(scholarships::get_one))
+        .route("/eligibility/check", Endpoint::Eligibility, post(eligibility::check))
+        .route(
+            "/recommendations",
+            Endpoint::Recommendations,
+            get(recommendations::recommend),
+        )
+        .route("/applications", Endpoint::Applications, post(applications::create))
+        .route(
+            "/applications/{id}",
+            Endpoint::ApplicationsRead,
+            get(applications::get_one),
+        )
+        .router;
 
     let routes = Router::new()
         .nest("/api/v1", api)
@@ -44,6 +53,35 @@ pub fn app(state: SharedState) -> Router {
     with_security_headers(routes)
         .layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::observe))
         .with_state(state)
+}
+
+/// The `/api/v1` router. Its only way to add a route takes the route's `Endpoint` and wraps
+/// every method the route answers (HEAD, derived from GET, included) in the gate for it: a
+/// route here without authentication, replay check and rate limit cannot be written.
+struct Api {
+    state: SharedState,
+    router: Router<SharedState>,
+}
+
+impl Api {
+    fn new(state: &SharedState) -> Self {
+        Self {
+            state: state.clone(),
+            router: Router::new(),
+        }
+    }
+
+    fn route(self, path: &str, endpoint: Endpoint, methods: MethodRouter<SharedState>) -> Self {
+        let guard = gate::Guard {
+            state: self.state.clone(),
+            endpoint,
+        };
+        let methods = methods.route_layer(axum::middleware::from_fn_with_state(guard, gate::gate));
+        Self {
+            router: self.router.route(path, methods),
+            state: self.state,
+        }
+    }
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

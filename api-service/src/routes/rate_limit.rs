@@ -1,4 +1,4 @@
-//! Rate-limit responses: which budget a route draws from, and the headers and 429s.
+//! Rate-limit responses: the headers and the 429s.
 //!
 //! Headers follow draft-ietf-httpapi-ratelimit-headers-11 (`RateLimit-Policy: "name";q=;w=`,
 //! `RateLimit: "name";r=;t=`) plus the older `RateLimit-Limit/-Remaining/-Reset` trio. While
@@ -7,24 +7,12 @@
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::limiter::{Quota, Verdict};
-
-/// Which budget a route draws from; `None` for routes that are not limited.
-pub fn endpoint_for(method: &Method, route: &str) -> Option<&'static str> {
-    Some(match (method.as_str(), route) {
-        ("GET" | "HEAD", "/api/v1/scholarships" | "/api/v1/scholarships/{id}") => "catalogue",
-        ("POST", "/api/v1/eligibility/check") => "eligibility",
-        ("GET", "/api/v1/recommendations") => "recommendations",
-        ("POST", "/api/v1/applications") => "applications",
-        ("GET", "/api/v1/applications/{id}") => "applications-read",
-        _ => return None,
-    })
-}
 
 /// Runs or refuses the request according to `verdict`, with the matching headers.
 pub async fn respond(verdict: Verdict, request: Request, next: Next) -> Response {

@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::caller::Caller;
 use super::scholarships::query_map;
 use crate::eligibility::{self, Profile};
 use crate::error::{ApiError, Problem};
@@ -67,6 +68,8 @@ pub struct Recommendation {
     ))]
 pub async fn recommend(
     State(state): State<SharedState>,
+    // Only for a verified caller: without one the extractor answers 401 first.
+    _caller: Caller,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Recommendations>, ApiError> {
     if !state.config.recommendations_enabled {
