@@ -435,3 +435,207 @@ async fn direct_scrape_rolls_back_when_5xx_rise() {
     })
     .await;
 }
+
+/// A Redis primary with TLS and AUTH, optionally with a connected replica.
+struct RedisSetup {
+    primary: testkit::RedisServer,
+    _replica: Option<testkit::RedisServer>,
+    tls: testkit::TlsFiles,
+}
+
+fn redis_setup(with_replica: bool) -> RedisSetup {
+    let tls = testkit::TlsFiles::generate().unwrap();
+    let options = testkit::RedisOptions {
+        password: Some("probe-s3cret".into()),
+        tls: Some(tls.clone()),
+        replica_of: None,
+    };
+    let primary = testkit::RedisServer::start(options.clone()).unwrap();
+    let replica = with_replica.then(|| {
+        testkit::RedisServer::start(testkit::RedisOptions {
+            replica_of: Some(primary.port()),
+            ..options
+        })
+        .unwrap()
+    });
+    RedisSetup {
+        primary,
+        _replica: replica,
+        tls,
+    }
+}
+
+/// The spec with a Redis gate of every probe row, against the Secret `redis-credentials`.
+fn redis_spec(prom: &ScriptedProm) -> serde_json::Value {
+    let mut s = spec(nginx(), &prom.address, "2s", "1m");
+    s["gates"]["redis"] = json!({
+        "secretRef": "redis-credentials", "requireTls": true, "requireAuth": true, "requireReplica": true,
+        "p95LatencyMs": "< 200", "fragmentationRatio": "< 1000", "evictedKeys": "== 0", "limiterErrors": "== 0"
+    });
+    s
+}
+
+async fn redis_scene(c: &Cluster, redis: &RedisSetup, url: &str) {
+    c.create_deployment("api", OLD_IMAGE, 2).await;
+    c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+    c.create_canary_ingress("api-canary").await;
+    c.grant_secret_reads().await;
+    let ca = std::fs::read_to_string(&redis.tls.ca_cert).unwrap();
+    c.create_secret("redis-credentials", &[("url", url), ("ca.crt", &ca)])
+        .await;
+}
+
+fn gate_row(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["gates"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|g| g["name"] == name))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gate_probes_redis_itself_and_promotes_when_every_row_passes() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        let redis = tokio::task::spawn_blocking(|| redis_setup(true)).await.unwrap();
+        redis_scene(&c, &redis, &redis.primary.url()).await;
+        let op = InProcess::start(&c).await;
+        c.create_cp("promo", redis_spec(&prom)).await;
+        // Every Redis row passing, with the value the probe read.
+        let s = eventually(LIMIT, "the redis rows to pass", || async {
+            let s = c.status("promo").await;
+            let rows = [
+                "tls",
+                "auth",
+                "replica",
+                "p95LatencyMs",
+                "fragmentationRatio",
+                "evictedKeys",
+                "limiterErrors",
+            ];
+            rows.iter()
+                .all(|r| gate_row(&s, &format!("redis.{r}"))["state"] == "Passing")
+                .then_some(s)
+        })
+        .await;
+        assert_eq!(gate_row(&s, "redis.replica")["value"], 1.0, "{s}");
+        assert_eq!(gate_row(&s, "redis.tls")["value"], 1.0);
+        let s = c.wait_phase("promo", "Promoted", LIMIT).await;
+        assert_eq!(s["gatesSummary"], "11/11");
+        op.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gate_names_the_row_that_fails_and_holds_the_step() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        // No replica, and a Secret whose URL is plaintext to a TLS-only server.
+        let redis = tokio::task::spawn_blocking(|| redis_setup(false)).await.unwrap();
+        redis_scene(&c, &redis, &redis.primary.url()).await;
+        let op = InProcess::start(&c).await;
+        c.create_cp("promo", redis_spec(&prom)).await;
+        let s = eventually(LIMIT, "redis.replica to fail", || async {
+            let s = c.status("promo").await;
+            (gate_row(&s, "redis.replica")["state"] == "Failing").then_some(s)
+        })
+        .await;
+        assert_eq!(gate_row(&s, "redis.replica")["value"], 0.0, "{s}");
+        for row in ["tls", "auth", "p95LatencyMs"] {
+            assert_eq!(
+                gate_row(&s, &format!("redis.{row}"))["state"],
+                "Passing",
+                "redis.{row}: {s}"
+            );
+        }
+        assert_eq!(s["currentStep"], 1, "held at the first step");
+        assert!(s["message"].as_str().unwrap_or("").contains("redis.replica"), "{s}");
+
+        // A wrong password: every probe row is an error naming the reason.
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(c.client.clone(), &c.ns);
+        let wrong = redis.primary.url().replace("probe-s3cret", "wrong");
+        secrets
+            .patch(
+                "redis-credentials",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"stringData": {"url": wrong}})),
+            )
+            .await
+            .unwrap();
+        let s = eventually(LIMIT, "an auth error on the probe rows", || async {
+            let s = c.status("promo").await;
+            let message = gate_row(&s, "redis.tls")["message"].as_str().unwrap_or("").to_owned();
+            message.contains("WRONGPASS").then_some(s)
+        })
+        .await;
+        assert_eq!(s["currentStep"], 1, "{s}");
+        op.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gate_fails_tls_and_auth_on_an_open_plaintext_redis() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        let open = tokio::task::spawn_blocking(|| testkit::RedisServer::start(testkit::RedisOptions::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        c.create_canary_ingress("api-canary").await;
+        c.grant_secret_reads().await;
+        c.create_secret("redis-credentials", &[("url", &open.url())]).await;
+        let _op = InProcess::start(&c).await;
+        c.create_cp("promo", redis_spec(&prom)).await;
+        let s = eventually(LIMIT, "redis.tls and redis.auth to fail", || async {
+            let s = c.status("promo").await;
+            let failing = |row: &str| gate_row(&s, row)["state"] == "Failing";
+            (failing("redis.tls") && failing("redis.auth")).then_some(s)
+        })
+        .await;
+        assert_eq!(gate_row(&s, "redis.tls")["value"], 0.0, "{s}");
+        assert_eq!(gate_row(&s, "redis.auth")["value"], 0.0, "{s}");
+        assert_eq!(gate_row(&s, "redis.p95LatencyMs")["state"], "Passing", "{s}");
+        assert_eq!(s["currentStep"], 1);
+    })
+    .await;
+}
+
+/// Figure for the docs: how long from a Redis fault (the replica dies) to its row failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gate_sees_a_lost_replica_within_an_interval() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        let mut redis = tokio::task::spawn_blocking(|| redis_setup(true)).await.unwrap();
+        redis_scene(&c, &redis, &redis.primary.url()).await;
+        let _op = InProcess::start(&c).await;
+        let mut s = redis_spec(&prom);
+        s["steps"] = json!([{"weight": 10, "bake": "1h"}, {"weight": 100, "bake": "1h"}]);
+        c.create_cp("promo", s).await;
+        eventually(LIMIT, "redis.replica to pass", || async {
+            let s = c.status("promo").await;
+            (gate_row(&s, "redis.replica")["state"] == "Passing").then_some(())
+        })
+        .await;
+        let mut replica = redis._replica.take().unwrap();
+        replica.kill();
+        let killed = Instant::now();
+        eventually(LIMIT, "redis.replica to fail", || async {
+            let s = c.status("promo").await;
+            (gate_row(&s, "redis.replica")["state"] == "Failing").then_some(())
+        })
+        .await;
+        let elapsed = killed.elapsed();
+        eprintln!("replica killed → redis.replica Failing: {elapsed:?} (interval 1s)");
+        // The primary notices the lost link first (its replication timeout), then one interval.
+        assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    })
+    .await;
+}

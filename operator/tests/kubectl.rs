@@ -98,7 +98,8 @@ async fn explain_describes_the_crd_fields() {
 }
 
 /// `kubectl auth can-i` as the operator: every rule of the manifest holds, and nothing
-/// broader slipped in (no Secrets, no deletes, no spec updates of its own resource).
+/// broader slipped in (no Secrets outside bound namespaces, no deletes, no spec updates of its
+/// own resource).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_account_may_do_exactly_what_the_manifest_grants() {
     bounded(async {
@@ -146,6 +147,9 @@ async fn the_operator_account_may_do_exactly_what_the_manifest_grants() {
         for (verb, resource) in refused {
             assert!(!can(verb, resource, ns.clone()).await, "{verb} {resource} granted");
         }
+        // Secrets only where a RoleBinding grants them (the manifest's example: `scholarship`).
+        assert!(can("get", "secrets", "scholarship".to_owned()).await);
+        assert!(!can("list", "secrets", "scholarship".to_owned()).await);
         // Leases only in its own namespace.
         assert!(can("update", "leases.coordination.k8s.io", OPERATOR_NAMESPACE.to_owned()).await);
         assert!(!can("update", "leases.coordination.k8s.io", ns.clone()).await);

@@ -197,18 +197,19 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
         }
     }
     if let Some(redis) = &spec.gates.redis {
-        // Boolean requirements become gates on 0/1 readings from the Redis probe, so they
-        // share judgement, status and events with every other gate.
-        for (key, field, required) in [
-            ("tls", "requireTls", redis.require_tls),
-            ("auth", "requireAuth", redis.require_auth),
-            ("replica", "requireReplica", redis.require_replica),
+        // Requirements become gates on readings from the Redis probe (1/0 for TLS and auth,
+        // the number of connected replicas), so they share judgement, status and events with
+        // every other gate.
+        for (key, field, required, condition) in [
+            ("tls", "requireTls", redis.require_tls, "== 1"),
+            ("auth", "requireAuth", redis.require_auth, "== 1"),
+            ("replica", "requireReplica", redis.require_replica, ">= 1"),
         ] {
             if required {
                 push(
                     format!("redis.{key}"),
                     format!("gates.redis.{field}"),
-                    "== 1",
+                    condition,
                     redis.no_data,
                     redis.min_samples,
                 )?;

@@ -276,7 +276,8 @@ pub struct SliGates {
     pub min_samples: u32,
 }
 
-/// Redis health as the canary sees it, checked by the operator's own probe.
+/// Redis health as the canary sees it, checked by the operator's own probe: it connects with
+/// the Secret's `url` (and optional `username`, `password`, `ca.crt`) every interval.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisGates {
@@ -309,6 +310,7 @@ pub struct RedisGates {
 }
 
 /// JWT replay protection across canary pods: a token replayed to a second pod must be refused.
+/// Not evaluated yet (no probe exists): the gate reads as no data and is judged by `noData`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayProtectionGate {

@@ -3,6 +3,7 @@
 //! differ only in whether Prometheus or the operator itself does the arithmetic.
 
 pub mod prometheus;
+pub mod redis;
 pub mod scrape;
 
 use std::collections::BTreeMap;
@@ -67,16 +68,18 @@ pub enum Query {
     Unknown(String),
 }
 
-/// Every reading a spec needs this tick: gate name → query, criterion metric → query.
+/// Every reading a spec needs this tick: gate name → query, criterion metric → query, and
+/// the rows the Redis probe answers.
 #[derive(Debug, Clone, Default)]
 pub struct Wanted {
     pub gates: Vec<(String, Query)>,
     pub criteria: Vec<(String, Query)>,
+    pub redis: Option<redis::RedisChecks>,
 }
 
 impl Wanted {
-    /// Gates the providers answer (Redis and replay-protection gates come from probes that
-    /// are not part of this provider; without a reading they are judged as no data).
+    /// Gates the metric providers answer, plus the Redis probe's rows. (The replay-protection
+    /// probe does not exist yet: that gate reads as no data.)
     pub fn for_spec(spec: &PromotionSpec) -> Wanted {
         let mut w = Wanted::default();
         if let Some(sli) = &spec.gates.sli {
@@ -90,6 +93,27 @@ impl Wanted {
                 if threshold.is_some() {
                     w.gates.push((format!("sli.{}", s.name()), Query::Builtin(s)));
                 }
+            }
+        }
+        if let Some(r) = &spec.gates.redis {
+            let rows = [
+                ("tls", r.require_tls),
+                ("auth", r.require_auth),
+                ("replica", r.require_replica),
+                ("p95LatencyMs", r.p95_latency_ms.is_some()),
+                ("fragmentationRatio", r.fragmentation_ratio.is_some()),
+                ("evictedKeys", r.evicted_keys.is_some()),
+            ];
+            w.redis = Some(redis::RedisChecks {
+                secret: r.secret_ref.clone(),
+                rows: rows.into_iter().filter(|(_, on)| *on).map(|(row, _)| row).collect(),
+            });
+            // The canary's own view of Redis: its limiter's errors, from the metric provider.
+            if r.limiter_errors.is_some() {
+                w.gates.push((
+                    "redis.limiterErrors".to_owned(),
+                    Query::Builtin(Sli::LimiterRedisErrors),
+                ));
             }
         }
         for c in &spec.gates.custom {

@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::crd::CanaryPromotion;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::provider::redis::EvictionHistory;
 use crate::provider::scrape::ScrapeState;
 use crate::router::{RouterError, TrafficRouter, gateway_http_route_resource};
 
@@ -112,6 +113,8 @@ pub struct Context {
     pub leadership: Leadership,
     /// Earlier scrapes of the direct-scrape metric provider (baselines for counter deltas).
     pub scrapes: ScrapeState,
+    /// Earlier `evicted_keys` counts of the Redis probe (for the increase over the window).
+    pub evictions: EvictionHistory,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -147,6 +150,7 @@ impl Context {
             min_window: s.min_window,
             leadership,
             scrapes: ScrapeState::default(),
+            evictions: EvictionHistory::default(),
             failures: Mutex::new(HashMap::new()),
         })
     }
@@ -337,6 +341,7 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
         }
         ctx.metrics.set_phase(&key(&cp), None);
         ctx.scrapes.forget(&observe::history_key(&cp));
+        ctx.evictions.forget(&observe::history_key(&cp));
         Ok(Action::await_change())
     }
     .instrument(span)

@@ -1,9 +1,10 @@
 //! observe: read the world into one plain `Observation` (the only input `decide` has about it).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use canary_core::duration::parse_duration;
-use canary_core::{ACTION_ANNOTATION, DeploymentObservation, Observation, Phase};
+use canary_core::{ACTION_ANNOTATION, DeploymentObservation, Observation, Phase, Reading};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
@@ -12,7 +13,7 @@ use super::{Context, Error};
 use crate::crd::CanaryPromotion;
 use crate::provider::prometheus::PrometheusProvider;
 use crate::provider::scrape::ScrapeProvider;
-use crate::provider::{MetricProvider, Readings, Wanted, window_for};
+use crate::provider::{MetricProvider, Readings, Wanted, redis, window_for};
 
 /// Upper bound of one pod scrape (`--prometheus-timeout` if shorter).
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -77,15 +78,45 @@ pub fn history_key(cp: &CanaryPromotion) -> String {
         .unwrap_or_else(|| format!("{}/{}", cp.namespace().unwrap_or_default(), cp.name_any()))
 }
 
-/// Gate and rollback readings from the spec's metric source.
+/// Gate and rollback readings from the spec's metric source and the Redis probe.
 async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Readings {
-    let spec = &cp.spec.promotion;
     let window = window_for(interval(cp), ctx.min_window);
-    let wanted = Wanted::for_spec(spec);
+    let wanted = Wanted::for_spec(&cp.spec.promotion);
+    let (mut readings, redis) = futures::join!(
+        read_providers(cp, ctx, ns, &wanted, window),
+        probe_redis(cp, ctx, ns, &wanted, window)
+    );
+    readings.gates.extend(redis);
+    readings
+}
+
+/// The Redis gate's rows, probed by the operator itself (credentials from the spec's Secret).
+async fn probe_redis(
+    cp: &CanaryPromotion,
+    ctx: &Context,
+    ns: &str,
+    wanted: &Wanted,
+    window: Duration,
+) -> BTreeMap<String, Reading> {
+    let Some(checks) = &wanted.redis else {
+        return BTreeMap::new();
+    };
+    match redis::Target::from_secret(&ctx.client, ns, &checks.secret).await {
+        Ok(target) => redis::probe(&target, &checks.rows, &ctx.evictions, &history_key(cp), window).await,
+        Err(reason) => checks
+            .rows
+            .iter()
+            .map(|row| (format!("redis.{row}"), Reading::Error(reason.clone())))
+            .collect(),
+    }
+}
+
+async fn read_providers(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted, window: Duration) -> Readings {
+    let spec = &cp.spec.promotion;
     match (&spec.metrics.prometheus, &spec.metrics.scrape) {
         (Some(p), _) => {
             PrometheusProvider::new(ctx.http.clone(), &p.address, ctx.prometheus_timeout)
-                .read(&wanted, window)
+                .read(wanted, window)
                 .await
         }
         (None, Some(source)) => {
@@ -100,7 +131,7 @@ async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Readings
                 uid: history_key(cp),
                 state: &ctx.scrapes,
             };
-            provider.read(&wanted, window).await
+            provider.read(wanted, window).await
         }
         // No source: `decide` fails the spec as invalid.
         (None, None) => Readings::default(),

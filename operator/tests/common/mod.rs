@@ -79,6 +79,8 @@ async fn shared() -> &'static Shared {
                 install_httproute_crd(&client).await;
             }
             create_namespace(&client, OPERATOR_NAMESPACE).await;
+            // The manifest's example RoleBinding for Secret reads lives there.
+            create_namespace(&client, "scholarship").await;
             let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
             testkit::kube::apply_yaml(&client, &rbac, OPERATOR_NAMESPACE)
                 .await
@@ -169,6 +171,28 @@ impl Cluster {
     /// A client with the operator's credentials (what `operator/deploy/rbac.yaml` grants).
     pub async fn operator_client(&self) -> Client {
         client_for(&self.operator_kubeconfig).await
+    }
+
+    /// Lets the operator read Secrets in this test's namespace, as the RBAC manifest says to
+    /// do for each namespace whose promotions have a Redis gate.
+    pub async fn grant_secret_reads(&self) {
+        let binding = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: canary-operator-secret-reader}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: canary-operator-secret-reader}}\n\
+             subjects: [{{kind: ServiceAccount, name: canary-operator, namespace: {OPERATOR_NAMESPACE}}}]\n"
+        );
+        testkit::kube::apply_yaml(&self.client, &binding, &self.ns)
+            .await
+            .unwrap();
+    }
+
+    /// A Secret in the test's namespace with these string values.
+    pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let string_data: serde_json::Map<String, Value> =
+            data.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        let secret = serde_json::from_value(json!({"metadata": {"name": name}, "stringData": string_data})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
     }
 
     /// The operator's leader-election Lease for this test (one per test namespace).

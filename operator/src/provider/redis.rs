@@ -1,0 +1,343 @@
+//! The Redis gate: the operator connects to the canary's Redis itself, with credentials from a
+//! Secret, and reads one row per sub-check:
+//!
+//! * `redis.tls` — 1 when the URL is `rediss://` and the handshake (with the Secret's CA, if
+//!   given) and an authenticated `PING` succeed; 0 for a plaintext URL.
+//! * `redis.auth` — 1 when a `PING` without credentials is refused (`NOAUTH`) while the
+//!   authenticated one answers; 0 when Redis answers anyone.
+//! * `redis.replica` — connected replicas of the primary (`INFO replication`).
+//! * `redis.p95LatencyMs` — p95 of a burst of `PING` round trips.
+//! * `redis.fragmentationRatio` — `mem_fragmentation_ratio` (`INFO memory`).
+//! * `redis.evictedKeys` — increase of `evicted_keys` (`INFO stats`) over the metric window.
+//!   Replay markers (`jwt:jti:*`) are evictable under any evicting `maxmemory-policy`, so the
+//!   replay guarantee holds only while this stays 0.
+//!
+//! A probe that cannot connect turns every row into an `Error` with the reason (`NOAUTH`, a
+//! TLS handshake failure, a timeout), which `decide` judges per the gate's `noData` policy.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use canary_core::Reading;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+
+/// Round trips in one latency burst.
+const BURST: usize = 20;
+/// Bound of the connect + handshake, and of each command.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Keys read from the Secret named by `spec.gates.redis.secretRef`.
+pub mod keys {
+    /// `redis://` or `rediss://` URL, credentials optional (`rediss://user:pass@host:6380`).
+    pub const URL: &str = "url";
+    /// ACL user name; overrides the URL's.
+    pub const USERNAME: &str = "username";
+    /// Password (AUTH or ACL); overrides the URL's.
+    pub const PASSWORD: &str = "password";
+    /// PEM CA bundle that signed the server certificate; system roots when absent.
+    pub const CA: &str = "ca.crt";
+}
+
+/// Which rows a spec asks for (gate names without the `redis.` prefix).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisChecks {
+    pub secret: String,
+    pub rows: Vec<&'static str>,
+}
+
+/// Where and how to connect, from the Secret.
+#[derive(Clone)]
+pub struct Target {
+    info: ConnectionInfo,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Target {
+    // Never print credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("addr", &self.info.addr().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// Reads the Secret `name` in `namespace`; the error says what is missing, never a value.
+    pub async fn from_secret(client: &Client, namespace: &str, name: &str) -> Result<Target, String> {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("secret {namespace}/{name}: {e}"))?
+            .ok_or_else(|| format!("secret {namespace}/{name} not found"))?;
+        let data = secret.data.unwrap_or_default();
+        let text = |key: &str| -> Result<Option<String>, String> {
+            data.get(key)
+                .map(|v| {
+                    String::from_utf8(v.0.clone())
+                        .map_err(|_| format!("secret {namespace}/{name}: key {key} is not UTF-8"))
+                })
+                .transpose()
+        };
+        let url = text(keys::URL)?.ok_or_else(|| format!("secret {namespace}/{name} has no key {:?}", keys::URL))?;
+        let ca_pem = data.get(keys::CA).map(|v| v.0.clone());
+        Target::new(url.trim(), text(keys::USERNAME)?, text(keys::PASSWORD)?, ca_pem)
+            .map_err(|e| format!("secret {namespace}/{name}: {e}"))
+    }
+
+    pub fn new(
+        url: &str,
+        username: Option<String>,
+        password: Option<String>,
+        ca_pem: Option<Vec<u8>>,
+    ) -> Result<Target, String> {
+        let info = url
+            .into_connection_info()
+            .map_err(|_| "key url is not a redis:// or rediss:// URL".to_owned())?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = password {
+            settings = settings.set_password(password);
+        }
+        Ok(Target {
+            info: info.set_redis_settings(settings),
+            ca_pem,
+        })
+    }
+
+    fn tls(&self) -> bool {
+        matches!(self.info.addr(), ConnectionAddr::TcpTls { .. })
+    }
+
+    fn has_credentials(&self) -> bool {
+        self.info.redis_settings().password().is_some()
+    }
+
+    async fn connect(&self, info: ConnectionInfo) -> Result<MultiplexedConnection, String> {
+        let client = match &self.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
+        .map_err(|e| e.to_string())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT));
+        let mut connection = tokio::time::timeout(
+            TIMEOUT * 2,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| format!("no connection within {:?}", TIMEOUT * 2))?
+        .map_err(|e| describe(&e))?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(connection)
+    }
+}
+
+/// What went wrong, in the words an operator searches for: the server's code (`NOAUTH`, ...),
+/// an authentication failure, or the transport's own error (a TLS handshake, a refused port).
+fn describe(e: &redis::RedisError) -> String {
+    match (e.kind(), e.code()) {
+        (redis::ErrorKind::AuthenticationFailed, _) => {
+            "authentication failed: wrong user name or password (WRONGPASS)".to_owned()
+        }
+        (_, Some(code)) => format!("{code}: {}", e.detail().unwrap_or_default()),
+        _ => e.to_string(),
+    }
+}
+
+/// Recent `evicted_keys` counts per promotion, for the increase over the window. In memory:
+/// after a restart the first probe has nothing to compare with and reads as no data.
+#[derive(Default)]
+pub struct EvictionHistory {
+    samples: Mutex<HashMap<String, VecDeque<(Instant, u64)>>>,
+}
+
+impl EvictionHistory {
+    /// Records `count` and returns its increase since the oldest sample still inside `window`
+    /// (`None` until there is an earlier sample).
+    fn increase(&self, key: &str, count: u64, window: Duration, now: Instant) -> Option<u64> {
+        let mut all = self.samples.lock().ok()?;
+        let samples = all.entry(key.to_owned()).or_default();
+        // Fewer than before: Redis restarted and counts from zero again.
+        if samples.back().is_some_and(|(_, last)| count < *last) {
+            samples.clear();
+            samples.push_back((now, count));
+            return Some(count);
+        }
+        // Keep one sample at or before the window's start as the baseline.
+        while samples.len() >= 2 && samples[1].0 + window <= now {
+            samples.pop_front();
+        }
+        let baseline = samples.front().map(|(_, c)| *c);
+        samples.push_back((now, count));
+        baseline.map(|b| count - b)
+    }
+
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut all) = self.samples.lock() {
+            all.remove(key);
+        }
+    }
+}
+
+/// Probes `target` for `rows`; readings keyed `redis.<row>`.
+pub async fn probe(
+    target: &Target,
+    rows: &[&'static str],
+    history: &EvictionHistory,
+    history_key: &str,
+    window: Duration,
+) -> BTreeMap<String, Reading> {
+    let all = |reading: Reading| rows.iter().map(|r| (format!("redis.{r}"), reading.clone())).collect();
+    let mut connection = match target.connect(target.info.clone()).await {
+        Ok(c) => c,
+        Err(reason) => return all(Reading::Error(reason)),
+    };
+    let mut out = BTreeMap::new();
+    for &row in rows {
+        let reading = match row {
+            "tls" => flag(target.tls()),
+            "auth" => auth_enforced(target).await,
+            "replica" => info_field(&mut connection, "replication", "connected_slaves").await,
+            "p95LatencyMs" => latency_p95(&mut connection).await,
+            "fragmentationRatio" => info_field(&mut connection, "memory", "mem_fragmentation_ratio").await,
+            "evictedKeys" => match info_field(&mut connection, "stats", "evicted_keys").await {
+                Reading::Value { value, .. } => history
+                    .increase(history_key, value as u64, window, Instant::now())
+                    .map_or(Reading::NoData, |increase| Reading::Value {
+                        value: increase as f64,
+                        samples: 1,
+                    }),
+                other => other,
+            },
+            // Rows read elsewhere (limiterErrors comes from the metric provider).
+            _ => continue,
+        };
+        out.insert(format!("redis.{row}"), reading);
+    }
+    out
+}
+
+fn flag(on: bool) -> Reading {
+    Reading::Value {
+        value: if on { 1.0 } else { 0.0 },
+        samples: 1,
+    }
+}
+
+/// Redis must refuse a client without credentials. Without credentials in the Secret there is
+/// nothing to prove: the authenticated `PING` above was the unauthenticated one.
+async fn auth_enforced(target: &Target) -> Reading {
+    if !target.has_credentials() {
+        return flag(false);
+    }
+    let anonymous = target.info.clone().set_redis_settings(RedisConnectionInfo::default());
+    match target.connect(anonymous).await {
+        Ok(_) => flag(false),
+        Err(reason) if reason.contains("NOAUTH") || reason.contains("Authentication required") => flag(true),
+        Err(reason) => Reading::Error(format!("unauthenticated PING: {reason}")),
+    }
+}
+
+async fn info_field(connection: &mut MultiplexedConnection, section: &str, field: &str) -> Reading {
+    let info: Result<String, _> = redis::cmd("INFO").arg(section).query_async(connection).await;
+    let info = match info {
+        Ok(info) => info,
+        Err(e) => return Reading::Error(format!("INFO {section}: {}", describe(&e))),
+    };
+    if section == "replication" && info.lines().any(|l| l.trim() == "role:slave") {
+        return Reading::Error("the Secret's URL points at a replica, not the primary".into());
+    }
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix(field)?.strip_prefix(':')?.parse::<f64>().ok())
+        .map_or_else(
+            || Reading::Error(format!("INFO {section} has no {field}")),
+            |value| Reading::Value { value, samples: 1 },
+        )
+}
+
+async fn latency_p95(connection: &mut MultiplexedConnection) -> Reading {
+    let mut millis = Vec::with_capacity(BURST);
+    for _ in 0..BURST {
+        let started = Instant::now();
+        let pong: Result<String, _> = redis::cmd("PING").query_async(connection).await;
+        if let Err(e) = pong {
+            return Reading::Error(format!("PING: {}", describe(&e)));
+        }
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Reading::Value {
+        value: nearest_rank(&mut millis, 0.95),
+        samples: BURST as u64,
+    }
+}
+
+fn nearest_rank(values: &mut [f64], quantile: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((quantile * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn p95_is_the_nearest_rank() {
+        let mut v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(nearest_rank(&mut v, 0.95), 19.0);
+        assert_eq!(nearest_rank(&mut [3.0], 0.95), 3.0);
+    }
+
+    #[test]
+    fn evictions_are_counted_over_the_window() {
+        let h = EvictionHistory::default();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(10);
+        assert_eq!(h.increase("a", 5, w, t0), None, "no baseline yet");
+        assert_eq!(h.increase("a", 5, w, t0 + Duration::from_secs(2)), Some(0));
+        assert_eq!(h.increase("a", 8, w, t0 + Duration::from_secs(4)), Some(3));
+        // t0 and t0+2 fell out of the window; t0+4 (8) is the baseline now.
+        assert_eq!(h.increase("a", 8, w, t0 + Duration::from_secs(15)), Some(0));
+        assert_eq!(
+            h.increase("a", 1, w, t0 + Duration::from_secs(16)),
+            Some(1),
+            "restart: from zero"
+        );
+        assert_eq!(h.increase("a", 3, w, t0 + Duration::from_secs(17)), Some(2));
+        h.forget("a");
+        assert_eq!(h.increase("a", 1, w, t0 + Duration::from_secs(18)), None);
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let t = Target::new(
+            "rediss://user:hunter2@127.0.0.1:6380",
+            None,
+            Some("s3cret".into()),
+            None,
+        )
+        .unwrap();
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(t.tls() && t.has_credentials());
+        assert!(Target::new("http://x", None, None, None).is_err());
+    }
+}
