@@ -475,14 +475,21 @@ fn redis_spec(prom: &ScriptedProm) -> serde_json::Value {
     s
 }
 
-async fn redis_scene(c: &Cluster, redis: &RedisSetup, url: &str) {
+/// Deployments, the canary Ingress, Secret reads granted, and `redis-credentials` holding
+/// `url` (plus `ca.crt` for a TLS setup).
+async fn redis_scene(c: &Cluster, redis: Option<&RedisSetup>, url: &str) {
     c.create_deployment("api", OLD_IMAGE, 2).await;
     c.create_deployment("api-canary", NEW_IMAGE, 1).await;
     c.create_canary_ingress("api-canary").await;
     c.grant_secret_reads().await;
-    let ca = std::fs::read_to_string(&redis.tls.ca_cert).unwrap();
-    c.create_secret("redis-credentials", &[("url", url), ("ca.crt", &ca)])
-        .await;
+    match redis {
+        Some(redis) => {
+            let ca = std::fs::read_to_string(&redis.tls.ca_cert).unwrap();
+            c.create_secret("redis-credentials", &[("url", url), ("ca.crt", &ca)])
+                .await;
+        }
+        None => c.create_secret("redis-credentials", &[("url", url)]).await,
+    }
 }
 
 fn gate_row(status: &serde_json::Value, name: &str) -> serde_json::Value {
@@ -499,7 +506,7 @@ async fn redis_gate_probes_redis_itself_and_promotes_when_every_row_passes() {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
         let redis = tokio::task::spawn_blocking(|| redis_setup(true)).await.unwrap();
-        redis_scene(&c, &redis, &redis.primary.url()).await;
+        redis_scene(&c, Some(&redis), &redis.primary.url()).await;
         let op = InProcess::start(&c).await;
         c.create_cp("promo", redis_spec(&prom)).await;
         // Every Redis row passing, with the value the probe read.
@@ -535,7 +542,7 @@ async fn redis_gate_names_the_row_that_fails_and_holds_the_step() {
         let prom = ScriptedProm::start().await;
         // No replica, and a Secret whose URL is plaintext to a TLS-only server.
         let redis = tokio::task::spawn_blocking(|| redis_setup(false)).await.unwrap();
-        redis_scene(&c, &redis, &redis.primary.url()).await;
+        redis_scene(&c, Some(&redis), &redis.primary.url()).await;
         let op = InProcess::start(&c).await;
         c.create_cp("promo", redis_spec(&prom)).await;
         let s = eventually(LIMIT, "redis.replica to fail", || async {
@@ -586,11 +593,7 @@ async fn redis_gate_fails_tls_and_auth_on_an_open_plaintext_redis() {
             .await
             .unwrap()
             .unwrap();
-        c.create_deployment("api", OLD_IMAGE, 2).await;
-        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
-        c.create_canary_ingress("api-canary").await;
-        c.grant_secret_reads().await;
-        c.create_secret("redis-credentials", &[("url", &open.url())]).await;
+        redis_scene(&c, None, &open.url()).await;
         let _op = InProcess::start(&c).await;
         c.create_cp("promo", redis_spec(&prom)).await;
         let s = eventually(LIMIT, "redis.tls and redis.auth to fail", || async {
@@ -614,7 +617,7 @@ async fn redis_gate_sees_a_lost_replica_within_an_interval() {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
         let mut redis = tokio::task::spawn_blocking(|| redis_setup(true)).await.unwrap();
-        redis_scene(&c, &redis, &redis.primary.url()).await;
+        redis_scene(&c, Some(&redis), &redis.primary.url()).await;
         let _op = InProcess::start(&c).await;
         let mut s = redis_spec(&prom);
         s["steps"] = json!([{"weight": 10, "bake": "1h"}, {"weight": 100, "bake": "1h"}]);
