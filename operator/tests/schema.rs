@@ -327,6 +327,12 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             "spec.canary.service",
         ),
         (
+            "replay protection (no probe yet)",
+            "/spec/gates/replayProtection",
+            json!({"probe": {"tokenSecretRef": "canary-probe-client"}}),
+            "spec.gates.replayProtection: not evaluated by this operator version",
+        ),
+        (
             "bad progress deadline",
             "/spec/progressDeadline",
             json!("2 h"),
@@ -464,6 +470,7 @@ fn core_rejects_what_the_schema_rejects() {
         "duplicate rollback metric",
         "bad rollback window",
         "bad progress deadline",
+        "replay protection (no probe yet)",
         "two metric sources",
         "no metric source",
     ];

@@ -232,15 +232,11 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
             }
         }
     }
-    if let Some(replay) = &spec.gates.replay_protection {
-        // The probe reports how many replayed tokens the canary accepted.
-        push(
-            "replayProtection".to_owned(),
-            "gates.replayProtection".to_owned(),
-            "== 0",
-            replay.no_data,
-            replay.min_samples,
-        )?;
+    if spec.gates.replay_protection.is_some() {
+        return Err(invalid(
+            "gates.replayProtection",
+            "not evaluated by this operator version (its probe is not implemented yet); remove the field",
+        ));
     }
     for (i, custom) in spec.gates.custom.iter().enumerate() {
         push(

@@ -232,6 +232,12 @@ fn default_min_samples() -> u32 {
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+// Refused until its probe exists: otherwise it would hold every step (noData: hold) or,
+// worse, pass without any check (noData: pass).
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.replayProtection)",
+     "message": "spec.gates.replayProtection: not evaluated by this operator version (its probe is not implemented yet); remove the field"}
+]))]
 pub struct Gates {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sli: Option<SliGates>,
@@ -310,7 +316,7 @@ pub struct RedisGates {
 }
 
 /// JWT replay protection across canary pods: a token replayed to a second pod must be refused.
-/// Not evaluated yet (no probe exists): the gate reads as no data and is judged by `noData`.
+/// Reserved: refused by the API server until the operator has the probe that evaluates it.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayProtectionGate {
