@@ -1,6 +1,7 @@
 //! Benchmark (ignored by default; run with `--ignored --nocapture`): the operator binary with
-//! 1,000 CanaryPromotions on a real kube-apiserver — time to start them all, RSS, CPU per reconcile.
-//! Use a release binary for figures: `CANARY_OPERATOR_BIN=target/release/canary-operator`.
+//! `SCALE_N` (default 1,000) CanaryPromotions on a real kube-apiserver: time to start them
+//! all, RSS, CPU per reconcile. Use a release binary for figures:
+//! `CANARY_OPERATOR_BIN=$PWD/target/release/canary-operator` (an absolute path).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,7 +13,13 @@ use common::*;
 use kube::api::{ListParams, PostParams};
 use serde_json::json;
 
-const N: usize = 1000;
+/// Promotions to create: `SCALE_N`, default 1,000.
+fn n() -> usize {
+    std::env::var("SCALE_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000)
+}
 
 fn proc_stat(pid: u32) -> (u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -46,13 +53,15 @@ async fn reconciles(port: u16) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: minutes of CPU"]
 async fn thousand_promotions() {
-    tokio::time::timeout(Duration::from_secs(600), async {
+    let n = n();
+    tokio::time::timeout(Duration::from_secs(1800), async {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
         c.create_deployment("api", OLD_IMAGE, 2).await;
         c.create_deployment("api-canary", NEW_IMAGE, 1).await;
         let interval = std::env::var("SCALE_INTERVAL").unwrap_or_else(|_| "30s".into());
-        for i in 0..N {
+        let creating = Instant::now();
+        for i in 0..n {
             c.create_canary_ingress(&format!("ing-{i}")).await;
             let mut s = spec(json!({"nginx": {"canaryIngress": format!("ing-{i}")}}), &prom.address, "6h", "10m");
             s["interval"] = json!(interval);
@@ -61,6 +70,7 @@ async fn thousand_promotions() {
                 "metadata": {"name": format!("promo-{i}")}, "spec": s})).unwrap();
             c.cps().create(&PostParams::default(), &cp).await.unwrap();
         }
+        eprintln!("created {n} Ingresses and {n} CanaryPromotions in {:?}", creating.elapsed());
         let port = testkit::free_port();
         let bin = std::env::var("CANARY_OPERATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_canary-operator").into());
         let mut cmd = Command::new(&bin);
@@ -79,10 +89,10 @@ async fn thousand_promotions() {
         loop {
             let list = c.cps().list(&ListParams::default()).await.unwrap();
             let progressing = list.items.iter().filter(|cp| cp.status.as_ref().is_some_and(|s| s.current_step == 1)).count();
-            if progressing == N {
+            if progressing == n {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(300), "only {progressing}/{N} started");
+            assert!(started.elapsed() < Duration::from_secs(900), "only {progressing}/{n} started");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let ramp = started.elapsed();
@@ -97,13 +107,13 @@ async fn thousand_promotions() {
         }
         let (rss, cpu) = proc_stat(pid);
         let r1 = reconciles(port).await;
-        let n = r1 - r0;
+        let reconciled = r1 - r0;
         let cpu_steady = cpu - cpu_ramp;
         eprintln!("binary: {bin}");
-        eprintln!("{N} promotions started (status written, weight applied) in {ramp:?}; CPU {cpu_ramp:.2}s, RSS {} MiB", rss_ramp / 1024);
+        eprintln!("{n} promotions started (status written, weight applied) in {ramp:?}; CPU {cpu_ramp:.2}s, RSS {} MiB", rss_ramp / 1024);
         eprintln!(
-            "steady {steady:?} at interval {interval}: {n} reconciles, CPU {cpu_steady:.2}s = {:.2} ms/reconcile ({:.1}% of a core); RSS {} MiB (peak {} MiB)",
-            cpu_steady * 1000.0 / n.max(1.0),
+            "steady {steady:?} at interval {interval}: {reconciled} reconciles, CPU {cpu_steady:.2}s = {:.2} ms/reconcile ({:.1}% of a core); RSS {} MiB (peak {} MiB)",
+            cpu_steady * 1000.0 / reconciled.max(1.0),
             cpu_steady * 100.0 / steady.as_secs_f64(),
             rss / 1024,
             peak / 1024
