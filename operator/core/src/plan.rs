@@ -5,7 +5,7 @@
 use chrono::TimeDelta;
 
 use crate::duration::{DurationError, parse_duration};
-use crate::spec::{NoDataPolicy, PromotionSpec, PromotionStrategy};
+use crate::spec::{BUILTIN_METRICS, NoDataPolicy, PromotionSpec, PromotionStrategy};
 use crate::threshold::{Threshold, ThresholdError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +115,17 @@ impl Plan {
             && s.port.is_some() == s.port_name.is_some()
         {
             return Err(invalid("metrics.scrape", "exactly one of port or portName must be set"));
+        }
+        if m.scrape.is_some() {
+            if !spec.gates.custom.is_empty() {
+                return Err(invalid("gates.custom", "PromQL gates need spec.metrics.prometheus"));
+            }
+            if let Some(i) = spec.rollback.iter().position(|c| c.query.is_some()) {
+                return Err(invalid(
+                    format!("rollback[{i}].query"),
+                    "PromQL needs spec.metrics.prometheus",
+                ));
+            }
         }
         let steps = compile_steps(spec)?;
         let interval = duration("interval", &spec.interval)?;
@@ -268,6 +279,12 @@ fn compile_criteria(spec: &PromotionSpec) -> Result<Vec<CriterionSpec>, SpecErro
                 ));
             }
         };
+        if c.query.is_none() && !BUILTIN_METRICS.contains(&c.metric.as_str()) {
+            return Err(invalid(
+                format!("rollback[{i}].metric"),
+                "no built-in query for this metric; set query",
+            ));
+        }
         if criteria.iter().any(|other| other.metric == c.metric) {
             return Err(invalid("rollback", "metric names must be unique"));
         }

@@ -18,8 +18,27 @@ const LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// A metric name in the operator's vocabulary (camelCase, e.g. `p95LatencyMs`).
 const METRIC_PATTERN: &str = "^[a-zA-Z][a-zA-Z0-9]*$";
 
+/// Rollback metrics with a built-in query (the metric contract's SLIs); any other metric
+/// needs `rollback[].query`. The CEL rule on `RollbackCriterion` spells the same list out.
+pub const BUILTIN_METRICS: [&str; 7] = [
+    "availability",
+    "p95LatencyMs",
+    "errorRate5xx",
+    "rateLimited429",
+    "limiterRedisErrors",
+    "openaiFallbackRate",
+    "dbPoolUtilization",
+];
+
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+// PromQL needs Prometheus: with the scrape provider such a gate could never be read.
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.metrics.scrape) || !has(self.gates) || !has(self.gates.custom) || size(self.gates.custom) == 0",
+     "message": "spec.gates.custom: PromQL gates need spec.metrics.prometheus (the scrape provider cannot run PromQL)"},
+    {"rule": "!has(self.metrics.scrape) || !has(self.rollback) || self.rollback.all(c, !has(c.query))",
+     "message": "spec.rollback[].query: PromQL needs spec.metrics.prometheus (the scrape provider cannot run PromQL)"}
+]))]
 pub struct PromotionSpec {
     /// The Deployment that serves production traffic and receives the canary image on promotion.
     pub stable: StableRef,
@@ -359,7 +378,10 @@ pub struct CustomGate {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.above) != has(self.below)",
-     "message": "spec.rollback[]: exactly one of above or below must be set"}
+     "message": "spec.rollback[]: exactly one of above or below must be set"},
+    {"rule": "has(self.query) || self.metric in ['availability', 'p95LatencyMs', 'errorRate5xx', 'rateLimited429', 'limiterRedisErrors', 'openaiFallbackRate', 'dbPoolUtilization']",
+     "message": "spec.rollback[].metric: no built-in query for this metric (built-ins: availability, p95LatencyMs, errorRate5xx, rateLimited429, limiterRedisErrors, openaiFallbackRate, dbPoolUtilization); set query",
+     "fieldPath": ".metric"}
 ]))]
 pub struct RollbackCriterion {
     /// Metric name, e.g. p95LatencyMs, errorRate5xx, limiterRedisErrors, rateLimited429,

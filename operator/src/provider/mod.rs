@@ -161,3 +161,14 @@ fn unknown_metric(name: &str) -> Reading {
         Sli::ALL.map(Sli::name).join(", ")
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CRD's rule and `Plan::compile` accept exactly the metrics the providers can read.
+    #[test]
+    fn the_spec_knows_every_builtin_metric() {
+        assert_eq!(Sli::ALL.map(Sli::name), canary_core::spec::BUILTIN_METRICS);
+    }
+}
