@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
@@ -29,6 +29,8 @@ const CRD_YAML: &str = include_str!("../../../crds/canarypromotion.yaml");
 const RBAC_YAML: &str = include_str!("../../../operator/deploy/rbac.yaml");
 /// The namespace `operator/deploy/rbac.yaml` puts the operator's ServiceAccount and Lease in.
 pub const OPERATOR_NAMESPACE: &str = "canary-operator";
+/// The Secret holding the Redis URL and CA for the promotion's Redis gate.
+pub const REDIS_SECRET: &str = "redis-credentials";
 /// The operator's ServiceAccount in that manifest.
 const OPERATOR_ACCOUNT: &str = "canary-operator";
 
@@ -79,14 +81,28 @@ pub fn promotion(plan: &PromotionPlan) -> Value {
             "interval": go_duration(plan.interval),
             "progressDeadline": go_duration(plan.progress_deadline),
             "metrics": {"prometheus": {"address": plan.prometheus}},
-            "gates": {"sli": {
-                "availability": ">= 0.995",
-                "p95LatencyMs": "<= 250",
-                "errorRate5xx": "<= 0.005",
-                "rateLimited429": "<= 0.01",
-                "noData": "hold",
-                "minSamples": plan.min_samples
-            }},
+            "gates": {
+                "sli": {
+                    "availability": ">= 0.995",
+                    "p95LatencyMs": "<= 250",
+                    "errorRate5xx": "<= 0.005",
+                    "rateLimited429": "<= 0.01",
+                    "noData": "hold",
+                    "minSamples": plan.min_samples
+                },
+                // The runbook's Redis checks, probed by the operator itself. Not the
+                // fragmentation ratio: a fresh, nearly empty Redis reports a high one (its RSS
+                // is mostly the allocator's baseline), which says nothing about a real one.
+                "redis": {
+                    "secretRef": REDIS_SECRET,
+                    "requireTls": true,
+                    "requireAuth": true,
+                    "requireReplica": true,
+                    "p95LatencyMs": "< 10",
+                    "evictedKeys": "== 0",
+                    "limiterErrors": "== 0"
+                }
+            },
             "rollback": [
                 {"metric": "errorRate5xx", "above": 0.05, "for": "20s"},
                 {"metric": "p95LatencyMs", "above": 1000, "for": "30s"}
@@ -188,6 +204,19 @@ pub async fn apply_workload(client: &Client) -> Result<()> {
         services.create(&pp, &service(name)?).await?;
         ingresses.create(&pp, &ingress(name, canary)?).await?;
     }
+    Ok(())
+}
+
+/// The Secret the Redis gate connects with: the API's own `rediss://` URL (password included)
+/// and the CA that signed the server certificate.
+pub async fn create_redis_secret(client: &Client, url: &str, ca_file: &Path) -> Result<()> {
+    let ca = std::fs::read_to_string(ca_file).map_err(HarnessError::io(format!("read {}", ca_file.display())))?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret = typed(
+        REDIS_SECRET,
+        json!({"metadata": {"name": REDIS_SECRET, "namespace": NAMESPACE}, "stringData": {"url": url, "ca.crt": ca}}),
+    )?;
+    secrets.create(&PostParams::default(), &secret).await?;
     Ok(())
 }
 

@@ -99,7 +99,10 @@ pub struct ApiProcess {
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub database_url: String,
+    /// `rediss://` with the password.
     pub redis_url: String,
+    /// The CA that signed Redis's certificate.
+    pub redis_ca_file: PathBuf,
     pub log_dir: PathBuf,
 }
 
@@ -117,6 +120,8 @@ impl ApiProcess {
             .arg(&settings.database_url)
             .arg("--redis-url")
             .arg(&settings.redis_url)
+            .arg("--redis-ca-file")
+            .arg(&settings.redis_ca_file)
             .args(["--db-max-connections", "10"])
             // The ingress stand-in is the only client on 127.0.0.1: trust its X-Forwarded-For
             // so each simulated student gets their own rate-limit budget.

@@ -22,6 +22,9 @@ use crate::load::{LoadConfig, LoadGenerator};
 use crate::manifests::{self, NAMESPACE, PROMOTION, PromotionPlan};
 use crate::processes::{ApiProcess, ApiSettings, Binaries, OperatorProcess, OperatorSettings};
 
+/// The demo Redis's password (loopback only, generated data; not a secret).
+const REDIS_PASSWORD: &str = "demo-redis-password";
+
 /// Phases after which the operator does nothing more on its own.
 pub const TERMINAL_PHASES: [&str; 3] = ["Promoted", "RolledBack", "Failed"];
 
@@ -77,6 +80,7 @@ pub struct Stack {
     stable_api: ApiProcess,
     prometheus: testkit::Prometheus,
     _redis: testkit::RedisServer,
+    _redis_replica: testkit::RedisServer,
     _postgres: testkit::Postgres,
     client: Client,
     kubectl: Kubectl,
@@ -167,20 +171,34 @@ impl Stack {
         })
         .await
         .map(|()| postgres.url("scholarships"))?;
-        let redis = blocking(
-            "Redis",
-            || testkit::RedisServer::start(testkit::RedisOptions::default()),
-        )
+        let (redis, redis_replica, redis_tls) = blocking("Redis (TLS, AUTH) and a replica", || {
+            let tls = testkit::TlsFiles::generate()?;
+            let options = testkit::RedisOptions {
+                password: Some(REDIS_PASSWORD.into()),
+                tls: Some(tls.clone()),
+                replica_of: None,
+            };
+            let primary = testkit::RedisServer::start(options.clone())?;
+            let replica = testkit::RedisServer::start(testkit::RedisOptions {
+                replica_of: Some(primary.port()),
+                ..options
+            })?;
+            Ok((primary, replica, tls))
+        })
         .await?;
+        manifests::create_redis_secret(&client, &redis.url(), &redis_tls.ca_cert).await?;
         progress(&format!(
-            "PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{}",
+            "PostgreSQL on 127.0.0.1:{}, Redis (TLS, AUTH) on 127.0.0.1:{} with a replica on 127.0.0.1:{}; \
+             Secret redis-credentials for the operator's Redis gate",
             postgres.port(),
-            redis.port()
+            redis.port(),
+            redis_replica.port()
         ));
 
         let api_settings = ApiSettings {
             database_url,
             redis_url: redis.url(),
+            redis_ca_file: redis_tls.ca_cert.clone(),
             log_dir: log_dir.clone(),
         };
         let stable_api = ApiProcess::start(&config.binaries.api, "stable", &api_settings).await?;
@@ -258,6 +276,7 @@ impl Stack {
             stable_api,
             prometheus,
             _redis: redis,
+            _redis_replica: redis_replica,
             _postgres: postgres,
             client,
             kubectl,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use canary_e2e::manifests::NAMESPACE;
+use canary_e2e::manifests::{NAMESPACE, PROMOTION};
 use canary_e2e::processes::Binaries;
 use canary_e2e::scenario::{ScenarioConfig, Stack, TERMINAL_PHASES};
 use clap::Parser;
@@ -131,8 +131,25 @@ async fn demo(cli: Cli) -> Result<bool, canary_e2e::HarnessError> {
         .kubectl(&["get", "deployments", "-n", NAMESPACE, "-o", "wide"])
         .await
         .unwrap_or_else(|e| e.to_string());
+    // Every gate's last reading, the Redis rows the operator probed itself among them.
+    let gates_jsonpath =
+        "jsonpath={range .status.gates[*]}{.name}{\"\\t\"}{.state}{\"\\t\"}{.value}{\"\\t\"}{.threshold}{\"\\n\"}{end}";
+    let gates = stack
+        .kubectl(&["get", "canprom", "-n", NAMESPACE, PROMOTION, "-o", gates_jsonpath])
+        .await
+        .unwrap_or_else(|e| e.to_string());
     let report = stack.finish().await?;
     println!("\n{}", report.render());
-    println!("$ kubectl get deployments -n {NAMESPACE} -o wide\n{deployments}");
+    println!("Gates at the end (name, state, value, threshold):");
+    for line in gates.lines() {
+        let cells: Vec<&str> = line.split('\t').collect();
+        if let [name, state, value, threshold] = cells[..] {
+            let value = value
+                .parse::<f64>()
+                .map_or_else(|_| value.to_owned(), |v| format!("{v:.3}"));
+            println!("  {name:<22} {state:<8} {value:>8}  {threshold}");
+        }
+    }
+    println!("\n$ kubectl get deployments -n {NAMESPACE} -o wide\n{deployments}");
     Ok(report.phase == "Promoted")
 }
