@@ -1,5 +1,5 @@
 //! The Prometheus series the canary operator judges this service by. Names and labels follow
-//! the metric contract in DESIGN.md; every series carries `track` as a constant label.
+//! the metric contract in README.md ("Metrics"); every series carries `track` as a constant label.
 
 use std::borrow::Cow;
 

@@ -1,6 +1,6 @@
 //! Metric providers: where gate and rollback readings come from. Both providers compute the
-//! same SLIs on the canary track (`track="canary"`, the metric contract in DESIGN.md); they
-//! differ only in whether Prometheus or the operator itself does the arithmetic.
+//! same SLIs on the canary track (`track="canary"`; the metric contract is in README.md,
+//! "Metrics"); they differ only in whether Prometheus or the operator does the arithmetic.
 
 pub mod prometheus;
 pub mod redis;

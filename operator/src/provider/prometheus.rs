@@ -20,7 +20,7 @@ pub fn samples_query(window: Duration) -> String {
     format!(r#"sum(increase(http_requests_total{{track="canary"}}[{w}]))"#)
 }
 
-/// Built-in PromQL for an SLI over `window` (see the metric contract in DESIGN.md).
+/// Built-in PromQL for an SLI over `window` (the metric contract: README.md, "Metrics").
 pub fn builtin_query(sli: Sli, window: Duration) -> String {
     let w = range(window);
     let req = |filter: &str| format!(r#"sum(rate(http_requests_total{{track="canary"{filter}}}[{w}]))"#);
