@@ -51,6 +51,11 @@ pub enum Error {
     NoNamespace,
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// kube's finalizer helper guards its patch with a JSON-patch `test` of the finalizer list
+    /// it saw; right after our own write that view can be stale, and the API server answers 422.
+    /// The retry sees the current list.
+    #[error("finalizer patch raced an earlier write (stale cache); retrying")]
+    StaleFinalizer,
 }
 
 impl Error {
@@ -65,6 +70,7 @@ impl Error {
             Error::NotLeader => "not_leader",
             Error::NoNamespace => "invalid_object",
             Error::Finalizer(_) => "finalizer",
+            Error::StaleFinalizer => "stale_finalizer",
         }
     }
 
@@ -94,6 +100,12 @@ impl From<finalizer::Error<Error>> for Error {
     fn from(e: finalizer::Error<Error>) -> Self {
         match e {
             finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            finalizer::Error::AddFinalizer(kube::Error::Api(s))
+            | finalizer::Error::RemoveFinalizer(kube::Error::Api(s))
+                if s.code == 422 =>
+            {
+                Error::StaleFinalizer
+            }
             finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
             other => Error::Finalizer(other.to_string()),
         }
@@ -361,7 +373,12 @@ fn error_policy(cp: Arc<CanaryPromotion>, error: &Error, ctx: Arc<Context>) -> A
         .unwrap_or(1);
     // 0.5 s, 1 s, 2 s, ... capped at 30 s: quick for a blip, gentle for an outage.
     let backoff = Duration::from_millis(500).saturating_mul(1 << failures.min(6).saturating_sub(1));
-    tracing::warn!(error = %error, category = error.category(), retry_in = ?backoff, "reconcile failed");
+    if matches!(error, Error::StaleFinalizer) {
+        // Expected now and then, and over at the retry: not worth a warning.
+        tracing::debug!(error = %error, retry_in = ?backoff, "reconcile retried");
+    } else {
+        tracing::warn!(error = %error, category = error.category(), retry_in = ?backoff, "reconcile failed");
+    }
     Action::requeue(backoff.min(Duration::from_secs(30)))
 }
 
