@@ -3,10 +3,9 @@
 //! gate never has to guess a route from its method and path, and a route without an access
 //! rule cannot exist.
 
-use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// `GET /scholarships`, `GET /scholarships/{id}`: public reads.
     Catalogue,
@@ -54,12 +53,6 @@ impl Endpoint {
             Endpoint::Catalogue => Access::Public,
             _ => Access::Caller,
         }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

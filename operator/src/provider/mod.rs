@@ -97,12 +97,12 @@ impl Wanted {
         }
         if let Some(r) = &spec.gates.redis {
             let rows = [
-                ("tls", r.require_tls),
-                ("auth", r.require_auth),
-                ("replica", r.require_replica),
-                ("p95LatencyMs", r.p95_latency_ms.is_some()),
-                ("fragmentationRatio", r.fragmentation_ratio.is_some()),
-                ("evictedKeys", r.evicted_keys.is_some()),
+                (redis::Row::Tls, r.require_tls),
+                (redis::Row::Auth, r.require_auth),
+                (redis::Row::Replica, r.require_replica),
+                (redis::Row::P95LatencyMs, r.p95_latency_ms.is_some()),
+                (redis::Row::FragmentationRatio, r.fragmentation_ratio.is_some()),
+                (redis::Row::EvictedKeys, r.evicted_keys.is_some()),
             ];
             w.redis = Some(redis::RedisChecks {
                 secret: r.secret_ref.clone(),
@@ -164,7 +164,29 @@ fn unknown_metric(name: &str) -> Reading {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The probe reports under exactly the gate names `Plan::compile` judges.
+    #[test]
+    fn redis_rows_are_the_plans_redis_gates() {
+        let spec: PromotionSpec = serde_json::from_value(serde_json::json!({
+            "stable": {"deployment": "a"}, "canary": {"deployment": "b"},
+            "traffic": {"replicas": {}}, "steps": [{"weight": 100, "bake": "1m"}],
+            "metrics": {"prometheus": {"address": "http://p:9090"}},
+            "gates": {"redis": {"secretRef": "r", "requireTls": true, "requireAuth": true, "requireReplica": true,
+                "p95LatencyMs": "< 10", "fragmentationRatio": "< 1.5", "evictedKeys": "== 0", "limiterErrors": "== 0"}}
+        }))
+        .unwrap();
+        let wanted = Wanted::for_spec(&spec);
+        let mut read: Vec<&str> = wanted.redis.unwrap().rows.iter().map(|r| r.gate()).collect();
+        read.extend(wanted.gates.iter().map(|(name, _)| name.as_str()));
+        read.sort_unstable();
+        let plan = canary_core::Plan::compile(&spec).unwrap();
+        let mut judged: Vec<&str> = plan.gates.iter().map(|g| g.name.as_str()).collect();
+        judged.sort_unstable();
+        assert_eq!(read, judged);
+    }
 
     /// The CRD's rule and `Plan::compile` accept exactly the metrics the providers can read.
     #[test]

@@ -42,11 +42,53 @@ pub mod keys {
     pub const CA: &str = "ca.crt";
 }
 
-/// Which rows a spec asks for (gate names without the `redis.` prefix).
+/// One sub-check the probe itself answers (`redis.limiterErrors` comes from the metric
+/// provider instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    Tls,
+    Auth,
+    Replica,
+    P95LatencyMs,
+    FragmentationRatio,
+    EvictedKeys,
+}
+
+impl Row {
+    /// The gate name the reading is reported under (as `Plan::compile` names the gate).
+    pub fn gate(self) -> &'static str {
+        match self {
+            Row::Tls => "redis.tls",
+            Row::Auth => "redis.auth",
+            Row::Replica => "redis.replica",
+            Row::P95LatencyMs => "redis.p95LatencyMs",
+            Row::FragmentationRatio => "redis.fragmentationRatio",
+            Row::EvictedKeys => "redis.evictedKeys",
+        }
+    }
+}
+
+/// Which rows a spec asks for, and the Secret to connect with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedisChecks {
     pub secret: String,
-    pub rows: Vec<&'static str>,
+    pub rows: Vec<Row>,
+}
+
+/// Why a connection (handshake, AUTH, first `PING`) failed.
+#[derive(Debug)]
+enum ConnectError {
+    TimedOut,
+    Redis(redis::RedisError),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::TimedOut => write!(f, "no connection within {:?}", TIMEOUT * 2),
+            ConnectError::Redis(e) => f.write_str(&describe(e)),
+        }
+    }
 }
 
 /// Where and how to connect, from the Secret.
@@ -119,7 +161,7 @@ impl Target {
         self.info.redis_settings().password().is_some()
     }
 
-    async fn connect(&self, info: ConnectionInfo) -> Result<MultiplexedConnection, String> {
+    async fn connect(&self, info: ConnectionInfo) -> Result<MultiplexedConnection, ConnectError> {
         let client = match &self.ca_pem {
             Some(pem) => redis::Client::build_with_tls(
                 info,
@@ -130,7 +172,7 @@ impl Target {
             ),
             None => redis::Client::open(info),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(ConnectError::Redis)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT));
@@ -139,12 +181,12 @@ impl Target {
             client.get_multiplexed_async_connection_with_config(&config),
         )
         .await
-        .map_err(|_| format!("no connection within {:?}", TIMEOUT * 2))?
-        .map_err(|e| describe(&e))?;
+        .map_err(|_| ConnectError::TimedOut)?
+        .map_err(ConnectError::Redis)?;
         let _: String = redis::cmd("PING")
             .query_async(&mut connection)
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(ConnectError::Redis)?;
         Ok(connection)
     }
 }
@@ -196,28 +238,30 @@ impl EvictionHistory {
     }
 }
 
-/// Probes `target` for `rows`; readings keyed `redis.<row>`.
+/// Probes `target` for `rows`; readings keyed by each row's gate name.
 pub async fn probe(
     target: &Target,
-    rows: &[&'static str],
+    rows: &[Row],
     history: &EvictionHistory,
     history_key: &str,
     window: Duration,
 ) -> BTreeMap<String, Reading> {
-    let all = |reading: Reading| rows.iter().map(|r| (format!("redis.{r}"), reading.clone())).collect();
     let mut connection = match target.connect(target.info.clone()).await {
         Ok(c) => c,
-        Err(reason) => return all(Reading::Error(reason)),
+        Err(e) => {
+            let reading = Reading::Error(e.to_string());
+            return rows.iter().map(|r| (r.gate().to_owned(), reading.clone())).collect();
+        }
     };
     let mut out = BTreeMap::new();
     for &row in rows {
         let reading = match row {
-            "tls" => flag(target.tls()),
-            "auth" => auth_enforced(target).await,
-            "replica" => info_field(&mut connection, "replication", "connected_slaves").await,
-            "p95LatencyMs" => latency_p95(&mut connection).await,
-            "fragmentationRatio" => info_field(&mut connection, "memory", "mem_fragmentation_ratio").await,
-            "evictedKeys" => match info_field(&mut connection, "stats", "evicted_keys").await {
+            Row::Tls => flag(target.tls()),
+            Row::Auth => auth_enforced(target).await,
+            Row::Replica => info_field(&mut connection, "replication", "connected_slaves").await,
+            Row::P95LatencyMs => latency_p95(&mut connection).await,
+            Row::FragmentationRatio => info_field(&mut connection, "memory", "mem_fragmentation_ratio").await,
+            Row::EvictedKeys => match info_field(&mut connection, "stats", "evicted_keys").await {
                 Reading::Value { value, .. } => history
                     .increase(history_key, value as u64, window, Instant::now())
                     .map_or(Reading::NoData, |increase| Reading::Value {
@@ -226,10 +270,8 @@ pub async fn probe(
                     }),
                 other => other,
             },
-            // Rows read elsewhere (limiterErrors comes from the metric provider).
-            _ => continue,
         };
-        out.insert(format!("redis.{row}"), reading);
+        out.insert(row.gate().to_owned(), reading);
     }
     out
 }
@@ -250,8 +292,9 @@ async fn auth_enforced(target: &Target) -> Reading {
     let anonymous = target.info.clone().set_redis_settings(RedisConnectionInfo::default());
     match target.connect(anonymous).await {
         Ok(_) => flag(false),
-        Err(reason) if reason.contains("NOAUTH") || reason.contains("Authentication required") => flag(true),
-        Err(reason) => Reading::Error(format!("unauthenticated PING: {reason}")),
+        // Only the server's own refusal proves auth is enforced; any other failure proves nothing.
+        Err(ConnectError::Redis(e)) if e.code() == Some("NOAUTH") => flag(true),
+        Err(e) => Reading::Error(format!("unauthenticated PING: {e}")),
     }
 }
 

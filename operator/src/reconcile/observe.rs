@@ -106,7 +106,7 @@ async fn probe_redis(
         Err(reason) => checks
             .rows
             .iter()
-            .map(|row| (format!("redis.{row}"), Reading::Error(reason.clone())))
+            .map(|row| (row.gate().to_owned(), Reading::Error(reason.clone())))
             .collect(),
     }
 }
