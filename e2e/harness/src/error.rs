@@ -6,7 +6,8 @@ use std::time::Duration;
 pub enum HarnessError {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("cluster set-up: {0}")]
+    /// Cluster set-up, or a `kubectl` run.
+    #[error(transparent)]
     Fixture(#[from] testkit::kube::KubeFixtureError),
     #[error("{what}: {source}")]
     Io {
@@ -26,8 +27,6 @@ pub enum HarnessError {
         limit: Duration,
         detail: String,
     },
-    #[error("kubectl {args} failed: {stderr}")]
-    Kubectl { args: String, stderr: String },
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -9,7 +9,6 @@
 //! * [`load`] — a bounded-rate, bounded-duration load generator;
 //! * [`scenario`] — the whole canary promotion, used by `canary-demo` and the e2e test.
 
-pub mod cluster;
 pub mod error;
 pub mod ingress;
 pub mod kubelet;

@@ -14,7 +14,6 @@ use tokio::task::JoinHandle;
 
 pub use report::{EventLine, PhaseChange, ScenarioReport};
 
-use crate::cluster::Kubectl;
 use crate::error::{HarnessError, Result};
 use crate::ingress::{IngressConfig, IngressStandIn};
 use crate::kubelet::{KubeletConfig, KubeletStandIn};
@@ -83,7 +82,7 @@ pub struct Stack {
     _redis_replica: testkit::RedisServer,
     _postgres: testkit::Postgres,
     client: Client,
-    kubectl: Kubectl,
+    kubectl: testkit::kube::Kubectl,
     apiserver: testkit::KubeApiServer,
     timeline: Arc<Mutex<Vec<PhaseChange>>>,
     started: Instant,
@@ -132,7 +131,7 @@ impl Stack {
         })
         .await?;
         let client = testkit::kube::client(&apiserver.kubeconfig()).await?;
-        let kubectl = Kubectl::new(&apiserver.kubeconfig(), &log_dir.join("kubectl-cache"));
+        let kubectl = testkit::kube::Kubectl::new(&apiserver.kubeconfig(), &log_dir.join("kubectl-cache"));
         manifests::install_crd(&client).await?;
         manifests::apply_workload(&client).await?;
         let operator_kubeconfig = log_dir.join("operator.kubeconfig");
@@ -308,7 +307,7 @@ impl Stack {
 
     /// `kubectl <args>` against this stack's API server.
     pub async fn kubectl(&self, args: &[&str]) -> Result<String> {
-        self.kubectl.run(args).await
+        Ok(self.kubectl.run(args).await?)
     }
 
     /// The CanaryPromotion's `.status` (null before the operator wrote one).

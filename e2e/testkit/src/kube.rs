@@ -1,8 +1,9 @@
 //! Kubernetes clients for tests (feature `kube`): a client from a kubeconfig file, manifests
-//! applied as `kubectl apply --server-side` would, and a kubeconfig that acts as a
-//! ServiceAccount, so what RBAC refuses that account fails the test.
+//! applied as `kubectl apply --server-side` would, a kubeconfig that acts as a ServiceAccount
+//! (so what RBAC refuses that account fails the test), and `kubectl` itself.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -29,6 +30,8 @@ pub enum KubeFixtureError {
     Manifest(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("kubectl {args} failed: {stderr}")]
+    Kubectl { args: String, stderr: String },
 }
 
 pub type Result<T, E = KubeFixtureError> = std::result::Result<T, E>;
@@ -123,4 +126,61 @@ pub async fn service_account_kubeconfig(
     let json = serde_json::to_vec_pretty(&kubeconfig).map_err(|e| KubeFixtureError::Manifest(e.to_string()))?;
     std::fs::write(out, json)?;
     Ok(())
+}
+
+/// `kubectl` bound to one kubeconfig and a private discovery cache, so runs never share (or
+/// leave behind) cached discovery for a port another run may reuse.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    pub program: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl Kubectl {
+    /// Uses `$KUBECTL` when set, else `/usr/bin/kubectl`.
+    pub fn new(kubeconfig: &Path, cache_dir: &Path) -> Self {
+        let program = std::env::var_os("KUBECTL").map_or_else(|| PathBuf::from("/usr/bin/kubectl"), PathBuf::from);
+        Self {
+            program,
+            kubeconfig: kubeconfig.to_owned(),
+            cache_dir: cache_dir.to_owned(),
+        }
+    }
+
+    /// Runs kubectl and returns its stdout; a non-zero exit is an error carrying stderr.
+    pub async fn run(&self, args: &[&str]) -> Result<String> {
+        self.run_with_input(args, None).await
+    }
+
+    /// As `run`, with `stdin` piped in (for `kubectl create -f -`). Bounded to 30 s.
+    pub async fn run_with_input(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        use tokio::io::AsyncWriteExt;
+        let failed = |stderr: String| KubeFixtureError::Kubectl {
+            args: args.join(" "),
+            stderr,
+        };
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.unwrap_or("").as_bytes()).await?;
+        }
+        let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .map_err(|_| failed("no answer within 30 s".into()))??;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_owned()))
+        }
+    }
 }

@@ -14,6 +14,7 @@ mod process;
 mod prometheus;
 mod redis;
 mod test_host;
+mod tool;
 
 pub use kube_apiserver::{KubeApiServer, httproute_crd};
 pub use net::{free_port, wait_for_tcp};

@@ -143,20 +143,7 @@ pub fn signing_key(dir: &Path, name: &str) -> io::Result<CertPair> {
 }
 
 fn openssl(dir: &Path, args: &[&str], more: &[&str]) -> io::Result<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .args(more)
-        .current_dir(dir)
-        .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("run openssl (install Debian's openssl): {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "openssl {} {}: {}",
-            args.join(" "),
-            more.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    let mut command = Command::new("openssl");
+    command.args(args).args(more).current_dir(dir);
+    crate::tool::run(command, "openssl", "")
 }

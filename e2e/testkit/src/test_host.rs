@@ -105,17 +105,7 @@ fn remove_all() {
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("run ip (Debian's iproute2): {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "ip {}: {} (test hosts need root)",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    let mut command = Command::new("ip");
+    command.args(args);
+    crate::tool::run(command, "iproute2", " (test hosts need root)")
 }

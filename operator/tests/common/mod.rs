@@ -617,38 +617,23 @@ pub fn scrape_spec(traffic: Value, bake: &str, rollback_for: &str) -> Value {
 
 impl Cluster {
     /// `kubectl ARGS` as the cluster admin in the test's namespace, with `stdin` piped in;
-    /// stdout on success, stderr on failure. `$KUBECTL` overrides `/usr/bin/kubectl`.
+    /// stdout on success, stderr on failure.
     pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        use tokio::io::AsyncWriteExt;
-        let program = std::env::var("KUBECTL").unwrap_or_else(|_| "/usr/bin/kubectl".into());
         let cache = std::env::temp_dir().join(format!("operator-tests-kubectl-{}", std::process::id()));
         static CLEANUP: std::sync::Once = std::sync::Once::new();
         CLEANUP.call_once(|| testkit::remove_at_exit(cache.clone()));
         // The test's namespace first: a `-n` in `args` comes later and wins.
-        let mut child = tokio::process::Command::new(program)
-            .args(["--namespace", &self.ns])
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("run kubectl: {e}"))?;
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or("").as_bytes()).await.unwrap();
-        drop(input);
-        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        let args: Vec<&str> = ["--namespace", self.ns.as_str()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        match testkit::kube::Kubectl::new(&self.kubeconfig, &cache)
+            .run_with_input(&args, stdin)
             .await
-            .map_err(|_| format!("kubectl {args:?}: no answer in 30 s"))?
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        {
+            Ok(out) => Ok(out),
+            Err(testkit::kube::KubeFixtureError::Kubectl { stderr, .. }) => Err(stderr),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
