@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the Debian packages the tests and the local run need:
 # PostgreSQL, Redis (with Sentinel), Prometheus, openssl (test PKIs), iproute2 (test hosts in
-# network namespaces), and wrk for the benchmarks. Go, for the real kube-apiserver, is a
+# network namespaces), wrk for the benchmarks, and for the chart tests Lua (the Argo CD health
+# check), curl, unzip and Python's venv (scripts/fetch-tools.sh). Go, for the real kube-apiserver, is a
 # prerequisite like Rust (scripts/build-kube-apiserver.sh says so when it is missing).
 # Needs root (or sudo) only when something is missing. Installs nothing from anywhere else.
 set -euo pipefail
@@ -15,6 +16,10 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v lua5.4 >/dev/null 2>&1 || missing+=(lua5.4)
+command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: everything is installed"

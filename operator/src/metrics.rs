@@ -1,19 +1,22 @@
 //! The operator's own metrics and its HTTP endpoints (`/metrics`, `/livez`, `/readyz`).
-//! Every label is from a closed set (error categories, phases, gate states): never object
-//! names, which would make the series count grow with the cluster.
+//! Aggregate series carry labels from closed sets (error categories, phases, gate states).
+//! The per-promotion series (weight, gate values and thresholds) exist only while a promotion
+//! is active and are removed when it reaches a terminal phase or is deleted, so their count
+//! follows the promotions in flight, not the promotions stored in the cluster.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use canary_core::{GateState, Phase};
+use canary_core::threshold::Threshold;
+use canary_core::{CanaryPromotionStatus, GateState, Phase};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -36,6 +39,27 @@ pub struct StateLabel {
     pub state: String,
 }
 
+/// One active promotion.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PromotionLabel {
+    pub namespace: String,
+    pub promotion: String,
+}
+
+/// One gate of one active promotion.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GateLabel {
+    pub namespace: String,
+    pub promotion: String,
+    pub gate: String,
+}
+
+/// The per-promotion series one promotion owns, so they can all be removed together.
+#[derive(Default)]
+struct PromotionSeries {
+    gates: Vec<GateLabel>,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
@@ -45,6 +69,10 @@ pub struct Metrics {
     pub gate_evaluations: Family<StateLabel, Counter>,
     pub breach_to_rollback: Histogram,
     pub leader: Gauge,
+    weight: Family<PromotionLabel, Gauge>,
+    gate_value: Family<GateLabel, Gauge<f64, AtomicU64>>,
+    gate_threshold: Family<GateLabel, Gauge<f64, AtomicU64>>,
+    active: Mutex<HashMap<PromotionLabel, PromotionSeries>>,
     /// Last phase seen per object, so the per-phase gauge can move objects between phases.
     phases: Mutex<HashMap<String, Phase>>,
     ready: AtomicBool,
@@ -99,8 +127,30 @@ impl Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        let weight = Family::<PromotionLabel, Gauge>::default();
+        registry.register(
+            "promotion_weight",
+            "Canary traffic percentage an active promotion wants its router to carry",
+            weight.clone(),
+        );
+        let gate_value = Family::<GateLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "gate_value",
+            "Last reading of each gate of an active promotion (absent while the gate has no data)",
+            gate_value.clone(),
+        );
+        let gate_threshold = Family::<GateLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "gate_threshold",
+            "The number each gate's reading is compared with (the comparison is in the gate's status)",
+            gate_threshold.clone(),
+        );
         Self {
             registry,
+            weight,
+            gate_value,
+            gate_threshold,
+            active: Mutex::new(HashMap::new()),
             reconciles,
             errors,
             duration,
@@ -151,6 +201,45 @@ impl Metrics {
                 .get_or_create(&PhaseLabel { phase: phase_name(new) })
                 .inc();
         }
+    }
+
+    /// Publishes an active promotion's weight and gate readings, or removes every series of
+    /// it once `status` is terminal or the promotion is gone (`None`).
+    pub fn set_progress(&self, namespace: &str, promotion: &str, status: Option<&CanaryPromotionStatus>) {
+        let Ok(mut active) = self.active.lock() else {
+            return;
+        };
+        let key = PromotionLabel {
+            namespace: namespace.to_owned(),
+            promotion: promotion.to_owned(),
+        };
+        if let Some(old) = active.remove(&key) {
+            self.weight.remove(&key);
+            for gate in &old.gates {
+                self.gate_value.remove(gate);
+                self.gate_threshold.remove(gate);
+            }
+        }
+        let Some(status) = status.filter(|s| !s.phase.is_terminal()) else {
+            return;
+        };
+        self.weight.get_or_create(&key).set(i64::from(status.weight));
+        let mut series = PromotionSeries::default();
+        for gate in &status.gates {
+            let label = GateLabel {
+                namespace: namespace.to_owned(),
+                promotion: promotion.to_owned(),
+                gate: gate.name.clone(),
+            };
+            if let Some(value) = gate.value {
+                self.gate_value.get_or_create(&label).set(value);
+            }
+            if let Ok(threshold) = Threshold::parse(&gate.threshold) {
+                self.gate_threshold.get_or_create(&label).set(threshold.value);
+            }
+            series.gates.push(label);
+        }
+        active.insert(key, series);
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -206,4 +295,67 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canary_core::GateStatus;
+
+    fn status(phase: Phase, weight: u32) -> CanaryPromotionStatus {
+        let gate = |name: &str, value: Option<f64>, threshold: &str| GateStatus {
+            name: name.into(),
+            state: GateState::Passing,
+            value,
+            threshold: threshold.into(),
+            samples: None,
+            since: chrono::DateTime::UNIX_EPOCH,
+            message: None,
+        };
+        CanaryPromotionStatus {
+            phase,
+            weight,
+            gates: vec![
+                gate("sli.p95LatencyMs", Some(41.5), "<= 250"),
+                gate("sli.availability", None, ">= 0.995"),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn active_promotions_publish_weight_and_gates_and_terminal_ones_vanish() {
+        let metrics = Metrics::new();
+        metrics.set_progress("team-a", "api", Some(&status(Phase::Progressing, 30)));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"canary_operator_promotion_weight{namespace="team-a",promotion="api"} 30"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"canary_operator_gate_value{namespace="team-a",promotion="api",gate="sli.p95LatencyMs"} 41.5"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"canary_operator_gate_threshold{namespace="team-a",promotion="api",gate="sli.availability"} 0.995"#
+            ),
+            "{text}"
+        );
+        // No reading, no value series: a dashboard shows a gap, not a made-up zero.
+        assert!(
+            !text.contains(r#"gate_value{namespace="team-a",promotion="api",gate="sli.availability"}"#),
+            "{text}"
+        );
+
+        metrics.set_progress("team-a", "api", Some(&status(Phase::Promoted, 0)));
+        let text = metrics.encode();
+        assert!(!text.contains(r#"promotion="api""#), "{text}");
+
+        metrics.set_progress("team-a", "api", Some(&status(Phase::Progressing, 10)));
+        metrics.set_progress("team-a", "api", None);
+        assert!(!metrics.encode().contains(r#"promotion="api""#));
+    }
 }

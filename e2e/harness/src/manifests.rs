@@ -1,37 +1,42 @@
-//! The objects the scenario applies: the CRD, the API's two Deployments, Services and
-//! Ingresses (stable + ingress-nginx canary), and a CanaryPromotion with short steps.
+//! The objects the scenario applies, rendered from the Helm charts a cluster would install:
+//! `charts/scholarship-api` (the API's two Deployments, Services, Ingresses and the
+//! CanaryPromotion) and `charts/canary-operator` (its ServiceAccount and least-privilege RBAC),
+//! so the demo proves the charts work with the operator. Only the CRD comes from `crds/`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use testkit::charts::{Helm, Release};
 
 use crate::error::{HarnessError, Result};
 
 pub const NAMESPACE: &str = "scholarship";
+/// The scholarship-api release: its Deployments, Services and Ingresses are named after it.
 pub const STABLE: &str = "scholarship-api";
 pub const CANARY: &str = "scholarship-api-canary";
 pub const PROMOTION: &str = "scholarship-api";
+const IMAGE_REGISTRY: &str = "registry.example";
+const STABLE_TAG: &str = "v1.4.0";
+const CANARY_TAG: &str = "v1.5.0";
 pub const STABLE_IMAGE: &str = "registry.example/scholarship-api:v1.4.0";
 pub const CANARY_IMAGE: &str = "registry.example/scholarship-api:v1.5.0";
 const HOST: &str = "api.scholarship.example";
 
 /// The committed CRD, compiled in so the demo binary runs from anywhere.
 const CRD_YAML: &str = include_str!("../../../crds/canarypromotion.yaml");
-/// The operator's least-privilege RBAC, as a cluster admin would apply it.
-const RBAC_YAML: &str = include_str!("../../../operator/deploy/rbac.yaml");
-/// The namespace `operator/deploy/rbac.yaml` puts the operator's ServiceAccount and Lease in.
+/// The canary-operator release's namespace: its ServiceAccount and Lease live there.
 pub const OPERATOR_NAMESPACE: &str = "canary-operator";
 /// The Secret holding the Redis URL and CA for the promotion's Redis gate.
 pub const REDIS_SECRET: &str = "redis-credentials";
-/// The operator's ServiceAccount in that manifest.
+/// The operator's ServiceAccount: the canary-operator release's name.
 const OPERATOR_ACCOUNT: &str = "canary-operator";
 
 /// The CanaryPromotion resource, for `Api<DynamicObject>`.
@@ -63,53 +68,102 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
-pub fn promotion(plan: &PromotionPlan) -> Value {
+/// The scholarship-api chart's values for the demo: both tracks, the nginx router, and (with
+/// a plan) the CanaryPromotion. The API processes themselves run outside the cluster, as the
+/// pods of these Deployments would, so the values that only reach the pods' environment
+/// (database Secret, identity provider) matter to nobody here: the processes run without an
+/// identity provider, as the values say.
+pub fn api_values(plan: Option<&PromotionPlan>) -> Value {
+    let mut values = json!({
+        "image": {"registry": IMAGE_REGISTRY, "repository": "scholarship-api", "tag": STABLE_TAG},
+        "stable": {"replicas": 3},
+        "canary": {"enabled": true, "replicas": 1, "image": {"tag": CANARY_TAG}},
+        "router": "nginx",
+        "ingress": {"host": HOST},
+        "database": {"existingSecret": "scholarship-api-database"},
+        "auth": {"insecureNoAuth": true},
+    });
+    if let Some(plan) = plan {
+        values["canaryPromotion"] = promotion_values(plan);
+    }
+    values
+}
+
+fn promotion_values(plan: &PromotionPlan) -> Value {
     let steps: Vec<Value> = plan
         .steps
         .iter()
         .map(|(weight, bake)| json!({"weight": weight, "bake": go_duration(*bake)}))
         .collect();
     json!({
-        "apiVersion": "scholarship.dev/v1alpha1",
-        "kind": "CanaryPromotion",
-        "metadata": {"name": PROMOTION, "namespace": NAMESPACE},
-        "spec": {
-            "stable": {"deployment": STABLE},
-            "canary": {"deployment": CANARY, "image": CANARY_IMAGE},
-            "traffic": {"nginx": {"canaryIngress": CANARY}},
-            "steps": steps,
-            "interval": go_duration(plan.interval),
-            "progressDeadline": go_duration(plan.progress_deadline),
-            "metrics": {"prometheus": {"address": plan.prometheus}},
-            "gates": {
-                "sli": {
-                    "availability": ">= 0.995",
-                    "p95LatencyMs": "<= 250",
-                    "errorRate5xx": "<= 0.005",
-                    "rateLimited429": "<= 0.01",
-                    "noData": "hold",
-                    "minSamples": plan.min_samples
-                },
-                // The runbook's Redis checks, probed by the operator itself. Not the
-                // fragmentation ratio: a fresh, nearly empty Redis reports a high one (its RSS
-                // is mostly the allocator's baseline), which says nothing about a real one.
-                "redis": {
-                    "secretRef": REDIS_SECRET,
-                    "requireTls": true,
-                    "requireAuth": true,
-                    "requireReplica": true,
-                    "p95LatencyMs": "< 10",
-                    "evictedKeys": "== 0",
-                    "limiterErrors": "== 0"
-                }
+        "enabled": true,
+        "steps": steps,
+        "interval": go_duration(plan.interval),
+        "progressDeadline": go_duration(plan.progress_deadline),
+        "prometheus": {"address": plan.prometheus},
+        "gates": {
+            "sli": {
+                "availability": ">= 0.995",
+                "p95LatencyMs": "<= 250",
+                "errorRate5xx": "<= 0.005",
+                "rateLimited429": "<= 0.01",
+                "noData": "hold",
+                "minSamples": plan.min_samples
             },
-            "rollback": [
-                {"metric": "errorRate5xx", "above": 0.05, "for": "20s"},
-                {"metric": "p95LatencyMs", "above": 1000, "for": "30s"}
-            ],
-            "promotion": {"strategy": "patch"}
-        }
+            // The runbook's Redis checks, probed by the operator itself. Not the
+            // fragmentation ratio: a fresh, nearly empty Redis reports a high one (its RSS
+            // is mostly the allocator's baseline), which says nothing about a real one.
+            "redis": {
+                "enabled": true,
+                "secretRef": REDIS_SECRET,
+                "requireTls": true,
+                "requireAuth": true,
+                "requireReplica": true,
+                "p95LatencyMs": "< 10",
+                "evictedKeys": "== 0",
+                "limiterErrors": "== 0"
+            }
+        },
+        "rollback": [
+            {"metric": "errorRate5xx", "above": 0.05, "for": "20s"},
+            {"metric": "p95LatencyMs", "above": 1000, "for": "30s"}
+        ],
+        "promotion": {"strategy": "patch"}
     })
+}
+
+/// Renders a chart with `values` (written to a file beside the logs, so a reader can re-run
+/// `helm template` with them).
+pub fn render(chart: &str, release: &str, namespace: &str, values: &Value, dir: &Path) -> Result<String> {
+    let file = dir.join(format!("{release}.values.json"));
+    let text = serde_json::to_string_pretty(values).map_err(|e| HarnessError::Manifest {
+        name: file.display().to_string(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&file, text).map_err(HarnessError::io(format!("write {}", file.display())))?;
+    let helm = Helm::new().map_err(HarnessError::io("find helm"))?;
+    helm.template(&Release::new(chart, release, namespace).values_file(&file))
+        .map_err(HarnessError::io(format!("helm template {chart}")))
+}
+
+/// The documents of a rendered chart, split by kind: `(CanaryPromotions, everything else)`.
+fn split_promotions(rendered: &str) -> (String, String) {
+    let (mut promotions, mut rest) = (String::new(), String::new());
+    for document in rendered.split("\n---") {
+        let kind = document
+            .lines()
+            .find_map(|l| l.strip_prefix("kind:"))
+            .map(str::trim)
+            .unwrap_or_default();
+        let target = if kind == "CanaryPromotion" {
+            &mut promotions
+        } else {
+            &mut rest
+        };
+        target.push_str(document);
+        target.push_str("\n---");
+    }
+    (promotions, rest)
 }
 
 fn typed<T: DeserializeOwned>(name: &str, value: Value) -> Result<T> {
@@ -132,17 +186,6 @@ pub fn deployment(name: &str, image: &str, replicas: i32) -> Result<Deployment> 
                     "spec": {"containers": [{"name": "api", "image": image, "ports": [{"containerPort": 8080}]}]}
                 }
             }
-        }),
-    )
-}
-
-pub fn service(name: &str) -> Result<Service> {
-    typed(
-        name,
-        json!({
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"selector": {"app.kubernetes.io/instance": name},
-                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
         }),
     )
 }
@@ -188,22 +231,24 @@ pub async fn install_crd(client: &Client) -> Result<()> {
     }
 }
 
-/// The namespace and the API's workload objects, before any promotion exists.
-pub async fn apply_workload(client: &Client) -> Result<()> {
-    let pp = PostParams::default();
+/// The namespace and the scholarship-api release's objects (both Deployments, Services and
+/// Ingresses), before any promotion exists.
+pub async fn apply_workload(client: &Client, dir: &Path) -> Result<()> {
+    create_namespace(client, NAMESPACE).await?;
+    let rendered = render("scholarship-api", STABLE, NAMESPACE, &api_values(None), dir)?;
+    let (_, workload) = split_promotions(&rendered);
+    testkit::kube::apply_yaml(client, &workload, NAMESPACE).await?;
+    Ok(())
+}
+
+async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .create(&pp, &typed("namespace", json!({"metadata": {"name": NAMESPACE}}))?)
+        .create(
+            &PostParams::default(),
+            &typed("namespace", json!({"metadata": {"name": name}}))?,
+        )
         .await?;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-    deployments.create(&pp, &deployment(STABLE, STABLE_IMAGE, 3)?).await?;
-    deployments.create(&pp, &deployment(CANARY, CANARY_IMAGE, 1)?).await?;
-    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), NAMESPACE);
-    for (name, canary) in [(STABLE, false), (CANARY, true)] {
-        services.create(&pp, &service(name)?).await?;
-        ingresses.create(&pp, &ingress(name, canary)?).await?;
-    }
     Ok(())
 }
 
@@ -220,17 +265,15 @@ pub async fn create_redis_secret(client: &Client, url: &str, ca_file: &Path) -> 
     Ok(())
 }
 
-/// Applies `operator/deploy/rbac.yaml` and writes a kubeconfig for the operator's
-/// ServiceAccount at `out`, so the operator runs with exactly those permissions.
-pub async fn install_operator_rbac(client: &Client, admin_kubeconfig: &Path, out: &Path) -> Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &typed("namespace", json!({"metadata": {"name": OPERATOR_NAMESPACE}}))?,
-        )
-        .await?;
-    testkit::kube::apply_yaml(client, RBAC_YAML, OPERATOR_NAMESPACE).await?;
+/// Installs the canary-operator release (ServiceAccount, least-privilege RBAC with Secret
+/// reads in the API's namespace, Lease permissions, and its Deployment, which no kubelet runs
+/// here: the operator runs as a local process instead) and writes a kubeconfig for its
+/// ServiceAccount at `out`, so the operator runs with exactly the chart's permissions.
+pub async fn install_operator(client: &Client, admin_kubeconfig: &Path, dir: &Path, out: &Path) -> Result<()> {
+    create_namespace(client, OPERATOR_NAMESPACE).await?;
+    let values = json!({"secretReadNamespaces": [NAMESPACE]});
+    let rendered = render("canary-operator", OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, &values, dir)?;
+    testkit::kube::apply_yaml(client, &rendered, OPERATOR_NAMESPACE).await?;
     testkit::kube::service_account_kubeconfig(
         client,
         admin_kubeconfig,
@@ -243,10 +286,17 @@ pub async fn install_operator_rbac(client: &Client, admin_kubeconfig: &Path, out
     Ok(())
 }
 
-pub async fn create_promotion(client: &Client, plan: &PromotionPlan) -> Result<()> {
-    let promotions: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &promotion_resource());
-    let object: DynamicObject = typed(PROMOTION, promotion(plan))?;
-    promotions.create(&PostParams::default(), &object).await?;
+/// The chart's CanaryPromotion for `plan`, applied as `helm upgrade` would add it.
+pub async fn create_promotion(client: &Client, plan: &PromotionPlan, dir: &Path) -> Result<()> {
+    let rendered = render("scholarship-api", STABLE, NAMESPACE, &api_values(Some(plan)), dir)?;
+    let (promotion, _) = split_promotions(&rendered);
+    let applied = testkit::kube::apply_yaml(client, &promotion, NAMESPACE).await?;
+    if applied.len() != 1 {
+        return Err(HarnessError::Manifest {
+            name: "charts/scholarship-api".into(),
+            message: format!("expected one CanaryPromotion, rendered {}", applied.len()),
+        });
+    }
     Ok(())
 }
 
@@ -267,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn the_promotion_lists_the_steps() {
+    fn the_charts_render_the_promotion_with_the_plan_s_steps() {
         let plan = PromotionPlan {
             steps: vec![(10, Duration::from_secs(10)), (100, Duration::from_secs(5))],
             interval: Duration::from_secs(2),
@@ -275,9 +325,22 @@ mod tests {
             min_samples: 20,
             progress_deadline: Duration::from_secs(120),
         };
-        let p = promotion(&plan);
-        assert_eq!(p["spec"]["steps"][1], json!({"weight": 100, "bake": "5s"}));
-        assert_eq!(p["spec"]["interval"], "2s");
-        assert!(typed::<DynamicObject>("p", p).is_ok());
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let rendered = render(
+            "scholarship-api",
+            STABLE,
+            NAMESPACE,
+            &api_values(Some(&plan)),
+            dir.path(),
+        )
+        .expect("the chart renders (scripts/fetch-tools.sh installs helm)");
+        let (promotion, workload) = split_promotions(&rendered);
+        let promotion: Value = serde_saphyr::from_str(promotion.trim_end_matches("\n---")).expect("one YAML document");
+        assert_eq!(promotion["spec"]["steps"][1], json!({"weight": 100, "bake": "5s"}));
+        assert_eq!(promotion["spec"]["interval"], "2s");
+        assert_eq!(promotion["spec"]["canary"]["image"], CANARY_IMAGE);
+        assert_eq!(promotion["spec"]["traffic"]["nginx"]["canaryIngress"], CANARY);
+        assert!(workload.contains(&format!("image: \"{STABLE_IMAGE}\"")), "{workload}");
+        assert!(!workload.contains("kind: CanaryPromotion"));
     }
 }

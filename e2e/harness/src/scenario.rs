@@ -133,9 +133,9 @@ impl Stack {
         let client = testkit::kube::client(&apiserver.kubeconfig()).await?;
         let kubectl = testkit::kube::Kubectl::new(&apiserver.kubeconfig(), &log_dir.join("kubectl-cache"));
         manifests::install_crd(&client).await?;
-        manifests::apply_workload(&client).await?;
+        manifests::apply_workload(&client, &log_dir).await?;
         let operator_kubeconfig = log_dir.join("operator.kubeconfig");
-        manifests::install_operator_rbac(&client, &apiserver.kubeconfig(), &operator_kubeconfig).await?;
+        manifests::install_operator(&client, &apiserver.kubeconfig(), &log_dir, &operator_kubeconfig).await?;
         let kubelet = KubeletStandIn::start(
             client.clone(),
             KubeletConfig {
@@ -144,8 +144,9 @@ impl Stack {
             },
         );
         progress(&format!(
-            "kube-apiserver and etcd on {} (ready in {:.1} s, kubeconfig {}); CRD, operator RBAC, \
-             Deployments, Services, Ingresses applied",
+            "kube-apiserver and etcd on {} (ready in {:.1} s, kubeconfig {}); CRD and the rendered \
+             charts applied: canary-operator (ServiceAccount, RBAC), scholarship-api (Deployments, \
+             Services, Ingresses)",
             apiserver.url(),
             apiserver.started_in().as_secs_f64(),
             apiserver.kubeconfig().display()
@@ -260,10 +261,12 @@ impl Stack {
             min_samples: config.min_samples,
             progress_deadline: Duration::from_secs(120),
         };
-        manifests::create_promotion(&client, &plan).await?;
+        manifests::create_promotion(&client, &plan, &log_dir).await?;
         let timeline = Arc::new(Mutex::new(Vec::new()));
         let phase_watch = tokio::spawn(watch_phases(client.clone(), started, timeline.clone()));
-        progress(&format!("CanaryPromotion {NAMESPACE}/{PROMOTION} created"));
+        progress(&format!(
+            "CanaryPromotion {NAMESPACE}/{PROMOTION} applied from charts/scholarship-api"
+        ));
 
         Ok(Stack {
             load: Some(load),

@@ -4,6 +4,7 @@
 //! fsync, no persistence) because test data is disposable.
 #![allow(unsafe_code)] // fork/exec hooks, atexit and setns need libc: `process` and `test_host`.
 
+pub mod charts;
 #[cfg(feature = "kube")]
 pub mod kube;
 mod kube_apiserver;

@@ -328,6 +328,8 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
     status::write(&cp, ctx, &previous, outcome.decision.status.clone(), now).await?;
     act::publish(&cp, ctx, &outcome.decision.events, outcome.decision.status.current_step).await;
     ctx.metrics.set_phase(&key(&cp), Some(outcome.decision.status.phase));
+    ctx.metrics
+        .set_progress(ns, &cp.name_any(), Some(&outcome.decision.status));
     if let Ok(mut f) = ctx.failures.lock() {
         f.remove(&key(&cp));
     }
@@ -352,6 +354,7 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
             }
         }
         ctx.metrics.set_phase(&key(&cp), None);
+        ctx.metrics.set_progress(ns, &cp.name_any(), None);
         ctx.scrapes.forget(&observe::history_key(&cp));
         ctx.evictions.forget(&observe::history_key(&cp));
         Ok(Action::await_change())
