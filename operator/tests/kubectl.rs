@@ -1,6 +1,6 @@
 //! What a platform engineer types, through the real kubectl against a real kube-apiserver:
 //! everyday commands, `kubectl explain` on the CRD, and `kubectl auth can-i` for the operator's
-//! ServiceAccount, which must be allowed exactly what `operator/deploy/rbac.yaml` grants.
+//! ServiceAccount, which must be allowed exactly what the RBAC of `charts/canary-operator` grants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

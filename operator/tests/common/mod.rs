@@ -1,6 +1,6 @@
 //! Shared fixtures for the controller tests: a real kube-apiserver with etcd (or the cluster
 //! `KUBECONFIG` names when `CANARY_TEST_REAL_CLUSTER=1`) where the operator runs as its own
-//! ServiceAccount under `operator/deploy/rbac.yaml`, a tiny "kubelet" that keeps Deployment
+//! ServiceAccount with the RBAC that `charts/canary-operator` renders, a tiny "kubelet" that keeps Deployment
 //! status in line with spec, and a scripted Prometheus answering `/api/v1/query`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -51,11 +51,11 @@ where
     }
 }
 
-/// The namespace `operator/deploy/rbac.yaml` puts the operator's ServiceAccount (and Lease) in.
+/// The canary-operator release's namespace: its ServiceAccount (and Lease) live there.
 pub const OPERATOR_NAMESPACE: &str = "canary-operator";
 
 /// Kubeconfigs shared by every test of one test binary: the cluster admin, and the operator's
-/// ServiceAccount bound by `operator/deploy/rbac.yaml`.
+/// ServiceAccount bound by the chart's RBAC.
 struct Shared {
     admin: std::path::PathBuf,
     operator: std::path::PathBuf,
@@ -79,10 +79,9 @@ async fn shared() -> &'static Shared {
                 install_httproute_crd(&client).await;
             }
             create_namespace(&client, OPERATOR_NAMESPACE).await;
-            // The manifest's example RoleBinding for Secret reads lives there.
+            // The release grants Secret reads there (secretReadNamespaces).
             create_namespace(&client, "scholarship").await;
-            let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
-            testkit::kube::apply_yaml(&client, &rbac, OPERATOR_NAMESPACE)
+            testkit::kube::apply_yaml(&client, &chart_rbac("scholarship").join("\n---"), OPERATOR_NAMESPACE)
                 .await
                 .unwrap();
             let dir = testkit::scratch_dir("operator-tests-").unwrap().keep();
@@ -101,6 +100,23 @@ async fn shared() -> &'static Shared {
             Shared { admin, operator }
         })
         .await
+}
+
+/// The ServiceAccount and RBAC documents of the canary-operator release `canary-operator` in
+/// namespace `canary-operator`, with Secret reads in `secret_namespace`, exactly as
+/// `helm install` renders them.
+fn chart_rbac(secret_namespace: &str) -> Vec<String> {
+    use testkit::charts::{Helm, Release};
+    let release = Release::new("canary-operator", "canary-operator", OPERATOR_NAMESPACE)
+        .set("secretReadNamespaces[0]", secret_namespace);
+    let rendered = Helm::new()
+        .and_then(|helm| helm.template(&release))
+        .expect("helm template charts/canary-operator (scripts/fetch-tools.sh installs helm)");
+    rendered
+        .split("\n---")
+        .filter(|doc| doc.contains("kind: ServiceAccount") || doc.contains("rbac.authorization.k8s.io/v1"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Gateway API's own HTTPRoute CRD, so the Gateway API router is checked against its rules.
@@ -168,20 +184,21 @@ impl Cluster {
         }
     }
 
-    /// A client with the operator's credentials (what `operator/deploy/rbac.yaml` grants).
+    /// A client with the operator's credentials (what the chart's RBAC grants).
     pub async fn operator_client(&self) -> Client {
         client_for(&self.operator_kubeconfig).await
     }
 
-    /// Lets the operator read Secrets in this test's namespace, as the RBAC manifest says to
-    /// do for each namespace whose promotions have a Redis gate.
+    /// Lets the operator read Secrets in this test's namespace, as the chart does for each
+    /// namespace in `secretReadNamespaces`.
     pub async fn grant_secret_reads(&self) {
-        let binding = format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: canary-operator-secret-reader}}\n\
-             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: canary-operator-secret-reader}}\n\
-             subjects: [{{kind: ServiceAccount, name: canary-operator, namespace: {OPERATOR_NAMESPACE}}}]\n"
-        );
-        testkit::kube::apply_yaml(&self.client, &binding, &self.ns)
+        let in_namespace = format!("namespace: {}\n", self.ns);
+        let binding: Vec<String> = chart_rbac(&self.ns)
+            .into_iter()
+            .filter(|doc| doc.contains("kind: RoleBinding") && doc.contains(&in_namespace))
+            .collect();
+        assert_eq!(binding.len(), 1, "the chart binds Secret reads in {}", self.ns);
+        testkit::kube::apply_yaml(&self.client, &binding[0], &self.ns)
             .await
             .unwrap();
     }
