@@ -2,7 +2,8 @@
 # One-command local canary demo: the real canary-operator promotes scholarship-api
 # v1.4.0 -> v1.5.0 through 10/30/60/100 % on a real kube-apiserver and etcd (built from the
 # Kubernetes Go modules on first use), with real PostgreSQL, Redis and Prometheus, two real API
-# processes, an ingress-nginx stand-in and load.
+# processes, an ingress-nginx stand-in and load; the API's and the operator's objects are the
+# Helm charts rendered with helm template.
 # Everything runs on loopback and is stopped on exit (Ctrl-C included). See docs/demo.md.
 #   CANARY_DEMO_RATE=40 CANARY_DEMO_TIMEOUT_SECONDS=300 CANARY_DEMO_KEEP_LOGS=true scripts/demo.sh
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/build-kube-apiserver.sh
+scripts/fetch-tools.sh
 command -v kubectl >/dev/null 2>&1 || [ -n "${KUBECTL:-}" ] || {
   echo "demo: kubectl is needed to show the CanaryPromotion (set KUBECTL=/path/to/kubectl)" >&2
   exit 1
