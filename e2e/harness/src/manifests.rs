@@ -265,13 +265,15 @@ pub async fn create_redis_secret(client: &Client, url: &str, ca_file: &Path) -> 
     Ok(())
 }
 
-/// Installs the canary-operator release (ServiceAccount, least-privilege RBAC with Secret
-/// reads in the API's namespace, Lease permissions, and its Deployment, which no kubelet runs
+/// Installs the canary-operator release (ServiceAccount, least-privilege RBAC confined to the
+/// API's namespace with Secret reads there, Lease permissions, and its Deployment, which no kubelet runs
 /// here: the operator runs as a local process instead) and writes a kubeconfig for its
 /// ServiceAccount at `out`, so the operator runs with exactly the chart's permissions.
 pub async fn install_operator(client: &Client, admin_kubeconfig: &Path, dir: &Path, out: &Path) -> Result<()> {
     create_namespace(client, OPERATOR_NAMESPACE).await?;
-    let values = json!({"secretReadNamespaces": [NAMESPACE]});
+    // The operator process watches only the API's namespace (`--namespace`), so the chart
+    // grants a Role there and nothing cluster-wide: the demo proves that narrow install works.
+    let values = json!({"watchNamespace": NAMESPACE, "secretReadNamespaces": [NAMESPACE]});
     let rendered = render("canary-operator", OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, &values, dir)?;
     testkit::kube::apply_yaml(client, &rendered, OPERATOR_NAMESPACE).await?;
     testkit::kube::service_account_kubeconfig(
