@@ -7,6 +7,7 @@ pub mod clock;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod provider;
 pub mod reconcile;
 pub mod router;

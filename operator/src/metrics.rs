@@ -35,6 +35,11 @@ pub struct PhaseLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -68,6 +73,8 @@ pub struct Metrics {
     pub promotions: Family<PhaseLabel, Gauge>,
     pub gate_evaluations: Family<StateLabel, Counter>,
     pub breach_to_rollback: Histogram,
+    pub late_rollbacks: Counter,
+    notifications: Family<OutcomeLabel, Counter>,
     pub leader: Gauge,
     weight: Family<PromotionLabel, Gauge>,
     gate_value: Family<GateLabel, Gauge<f64, AtomicU64>>,
@@ -125,6 +132,18 @@ impl Metrics {
             "From the start of the breach that triggered a rollback to the router carrying weight 0 (includes the criterion's `for` window)",
             breach_to_rollback.clone(),
         );
+        let late_rollbacks = Counter::default();
+        registry.register(
+            "late_rollbacks",
+            "Rollbacks whose breach-to-weight-0 time exceeded the promotion's spec.rollbackWithin",
+            late_rollbacks.clone(),
+        );
+        let notifications = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "notifications",
+            "Webhook notifications by outcome: delivered, failed (after retries, or no URL), dropped (too many in flight)",
+            notifications.clone(),
+        );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
         let weight = Family::<PromotionLabel, Gauge>::default();
@@ -157,6 +176,8 @@ impl Metrics {
             promotions,
             gate_evaluations,
             breach_to_rollback,
+            late_rollbacks,
+            notifications,
             leader,
             phases: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
@@ -169,6 +190,11 @@ impl Metrics {
                 category: category.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one notification by outcome (`delivered`, `failed`, `dropped`).
+    pub fn notification(&self, outcome: &'static str) {
+        self.notifications.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     pub fn gate(&self, state: GateState) {

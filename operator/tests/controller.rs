@@ -4,11 +4,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canary_operator::provider::Sli;
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Every test bounds its own time.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -639,6 +640,138 @@ async fn redis_gate_sees_a_lost_replica_within_an_interval() {
         eprintln!("replica killed → redis.replica Failing: {elapsed:?} (interval 1s)");
         // The primary notices the lost link first (its replication timeout), then one interval.
         assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    })
+    .await;
+}
+
+/// Webhook requests a local receiver got, by path: `(content type, body)`. `/slow/...`
+/// answers only after a minute.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<std::sync::Mutex<Vec<(String, String, Value)>>>,
+    addr: Option<std::net::SocketAddr>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use axum::extract::{Path, State};
+        use axum::http::HeaderMap;
+        let mut receiver = Receiver::default();
+        let app = axum::Router::new()
+            .route(
+                "/{sink}/{token}",
+                axum::routing::post(
+                    |State(r): State<Receiver>,
+                     Path((sink, _token)): Path<(String, String)>,
+                     headers: HeaderMap,
+                     body: String| async move {
+                        if sink == "slow" {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                        let content_type = headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        r.got
+                            .lock()
+                            .unwrap()
+                            .push((sink, content_type, serde_json::from_str(&body).unwrap()));
+                        "ok"
+                    },
+                ),
+            )
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        receiver.addr = Some(listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        receiver
+    }
+
+    fn url(&self, sink: &str) -> String {
+        format!("http://{}/{sink}/t0ken", self.addr.unwrap())
+    }
+
+    fn got(&self, sink: &str) -> Vec<(String, Value)> {
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .filter(|(s, _, _)| s == sink)
+            .map(|(_, content_type, body)| (content_type.clone(), body.clone()))
+            .collect()
+    }
+}
+
+/// `spec.notify`: a Slack sink and a CloudEvents sink hear every transition in order, with
+/// the gate values; a sink whose receiver is down and one that never answers delay nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_reach_their_sinks_and_dead_ones_delay_nothing() {
+    bounded(async {
+        let c = Cluster::start().await;
+        c.grant_secret_reads().await;
+        let receiver = Receiver::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        c.create_canary_ingress("api-canary").await;
+        let down = format!("http://127.0.0.1:{}/down/t0ken", testkit::free_port());
+        for (secret, url) in [
+            ("slack", receiver.url("slack")),
+            ("events", receiver.url("events")),
+            ("slow", receiver.url("slow")),
+            ("down", down),
+        ] {
+            c.create_secret(secret, &[("url", &url)]).await;
+        }
+        let op = InProcess::start(&c).await;
+        let mut spec = spec(nginx(), &prom.address, "2s", "3s");
+        spec["notify"] = json!([
+            {"name": "team-slack", "secretRef": "slack"},
+            {"name": "audit", "secretRef": "events", "format": "cloudEvents"},
+            {"name": "slow", "secretRef": "slow"},
+            {"name": "down", "secretRef": "down", "format": "cloudEvents"}
+        ]);
+        let started = Instant::now();
+        c.create_cp("promo", spec).await;
+        c.wait_phase("promo", "Promoted", Duration::from_secs(40)).await;
+        // Three 2 s bakes and a rollout: the dead sinks cost nothing.
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+
+        let want = ["Started", "StepAdvanced", "StepAdvanced", "Promoted"];
+        let slack = eventually(Duration::from_secs(10), "Slack messages", || async {
+            let got = receiver.got("slack");
+            (got.len() >= want.len()).then_some(got)
+        })
+        .await;
+        let texts: Vec<String> = slack
+            .iter()
+            .map(|(_, b)| b["text"].as_str().unwrap().to_owned())
+            .collect();
+        for (text, reason) in texts.iter().zip(want) {
+            assert!(text.starts_with(&format!("*{reason}* {}/promo: ", c.ns)), "{texts:#?}");
+        }
+        assert!(slack.iter().all(|(content_type, _)| content_type == "application/json"));
+
+        let events = eventually(Duration::from_secs(10), "CloudEvents", || async {
+            let got = receiver.got("events");
+            (got.len() >= want.len()).then_some(got)
+        })
+        .await;
+        let types: Vec<&str> = events.iter().map(|(_, b)| b["type"].as_str().unwrap()).collect();
+        let expected: Vec<String> = want
+            .iter()
+            .map(|r| format!("dev.scholarship.canarypromotion.{r}"))
+            .collect();
+        assert_eq!(types, expected);
+        let (content_type, promoted) = events.last().unwrap();
+        assert_eq!(content_type, "application/cloudevents+json");
+        assert_eq!(promoted["specversion"], "1.0");
+        assert_eq!(promoted["subject"], format!("{}/promo", c.ns));
+        // The gate values the last step was judged by.
+        let gates = promoted["data"]["gates"].as_array().unwrap();
+        assert_eq!(gates.len(), 4, "{promoted}");
+        assert!(gates.iter().all(|g| g["value"].is_number()), "{promoted}");
+        assert!(receiver.got("slow").is_empty());
+        op.shutdown().await;
     })
     .await;
 }

@@ -350,6 +350,18 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             json!("2 h"),
             "spec.progressDeadline",
         ),
+        (
+            "rollback promise shorter than a window",
+            "/spec/rollbackWithin",
+            json!("10m"),
+            "spec.rollbackWithin: every spec.rollback[].for plus spec.interval must fit within it",
+        ),
+        (
+            "bad rollback promise",
+            "/spec/rollbackWithin",
+            json!("2 minutes"),
+            "spec.rollbackWithin",
+        ),
     ]
 }
 
@@ -488,6 +500,8 @@ fn core_rejects_what_the_schema_rejects() {
         "duplicate rollback metric",
         "bad rollback window",
         "bad progress deadline",
+        "rollback promise shorter than a window",
+        "bad rollback promise",
         "replay protection (no probe yet)",
         "custom PromQL gate with the scrape provider",
         "rollback metric without a built-in query",

@@ -128,6 +128,8 @@ fn promotion_values(plan: &PromotionPlan) -> Value {
             {"metric": "errorRate5xx", "above": 0.05, "for": "20s"},
             {"metric": "p95LatencyMs", "above": 1000, "for": "30s"}
         ],
+        // 30 s + the interval fits; status.rollbackBound adds the operator's metric window.
+        "rollbackWithin": "45s",
         "promotion": {"strategy": "patch"}
     })
 }

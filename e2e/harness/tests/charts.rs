@@ -460,6 +460,7 @@ fn exported_metric_names() -> BTreeSet<String> {
     let operator = canary_operator::metrics::Metrics::new();
     operator.error("kube_api");
     operator.gate(GateState::Passing);
+    operator.notification("failed");
     operator.set_phase("team-a/api", Some(Phase::Progressing));
     let gate = GateStatus {
         name: "sli.p95LatencyMs".into(),

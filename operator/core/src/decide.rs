@@ -43,6 +43,8 @@ pub enum Reason {
     SpecChanged,
     ProgressDeadlineExceeded,
     InvalidSpec,
+    /// The computed time to rollback exceeds `spec.rollbackWithin`.
+    RollbackBoundExceeded,
 }
 
 impl Reason {
@@ -65,6 +67,7 @@ impl Reason {
             Reason::SpecChanged => "SpecChanged",
             Reason::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
             Reason::InvalidSpec => "InvalidSpec",
+            Reason::RollbackBoundExceeded => "RollbackBoundExceeded",
         }
     }
 }
@@ -583,7 +586,31 @@ impl Tick<'_> {
         format!("{}/{}", self.st.current_step, plan.steps.len())
     }
 
+    /// Records the time-to-rollback bound; a Warning when it breaks `spec.rollbackWithin`
+    /// (the API server checked `for` + interval, but cannot know the metric window).
+    fn judge_rollback_bound(&mut self, plan: &Plan) {
+        let bound = plan.rollback_bound(self.obs.metric_window);
+        let label = bound.map(format_duration);
+        if label == self.st.rollback_bound {
+            return;
+        }
+        self.st.rollback_bound = label;
+        if let (Some(bound), Some(within)) = (bound, plan.rollback_within)
+            && bound > within
+        {
+            let message = format!(
+                "time to rollback can reach {} (slowest rollback[].for + interval {} + metric window {}), beyond spec.rollbackWithin {}",
+                format_duration(bound),
+                format_duration(plan.interval),
+                format_duration(self.obs.metric_window),
+                format_duration(within)
+            );
+            self.event(EventType::Warning, Reason::RollbackBoundExceeded, message);
+        }
+    }
+
     fn finish(mut self, plan: &Plan) -> Decision {
+        self.judge_rollback_bound(plan);
         let st = &mut self.st;
         st.weight = match st.phase {
             Phase::Progressing | Phase::Paused => {

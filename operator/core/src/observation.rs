@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::TimeDelta;
+
 /// One reading of a gate or rollback metric.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reading {
@@ -38,4 +40,7 @@ pub struct Observation {
     pub canary_image: Option<String>,
     /// Raw value of the `scholarship.dev/action` annotation.
     pub action: Option<String>,
+    /// The window rates and quantiles are computed over (a breach can take this long to
+    /// show in them).
+    pub metric_window: TimeDelta,
 }

@@ -64,6 +64,8 @@ pub struct Plan {
     pub gates: Vec<GateSpec>,
     pub criteria: Vec<CriterionSpec>,
     pub strategy: PromotionStrategy,
+    /// `spec.rollbackWithin`: every criterion's window plus the interval fits within it.
+    pub rollback_within: Option<TimeDelta>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -137,14 +139,46 @@ impl Plan {
             .as_deref()
             .map(|d| duration("progressDeadline", d))
             .transpose()?;
+        for (i, sink) in spec.notify.iter().enumerate() {
+            if spec.notify[..i].iter().any(|other| other.name == sink.name) {
+                return Err(invalid("notify", "names must be unique"));
+            }
+        }
+        let criteria = compile_criteria(spec)?;
+        let rollback_within = spec
+            .rollback_within
+            .as_deref()
+            .map(|d| duration("rollbackWithin", d))
+            .transpose()?;
+        if let Some(within) = rollback_within {
+            if criteria.is_empty() {
+                return Err(invalid("rollbackWithin", "needs at least one rollback criterion"));
+            }
+            if criteria.iter().any(|c| c.window + interval > within) {
+                return Err(invalid(
+                    "rollbackWithin",
+                    "every rollback[].for plus interval must fit within it",
+                ));
+            }
+        }
         Ok(Plan {
             steps,
             interval,
             progress_deadline,
             gates: compile_gates(spec)?,
-            criteria: compile_criteria(spec)?,
+            criteria,
             strategy: spec.promotion.strategy,
+            rollback_within,
         })
+    }
+
+    /// The longest a breach can last before the canary carries no traffic: the slowest
+    /// criterion's window, plus one interval (a breach starts just after an evaluation), plus
+    /// `metric_window` (a rate over that window can take that long to cross its bound after a
+    /// step change). `None` without rollback criteria.
+    pub fn rollback_bound(&self, metric_window: TimeDelta) -> Option<TimeDelta> {
+        let slowest = self.criteria.iter().map(|c| c.window).max()?;
+        Some(slowest + self.interval + metric_window)
     }
 
     pub fn last_weight(&self) -> u32 {

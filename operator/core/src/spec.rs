@@ -37,7 +37,12 @@ pub const BUILTIN_METRICS: [&str; 7] = [
     {"rule": "!has(self.metrics.scrape) || !has(self.gates) || !has(self.gates.custom) || size(self.gates.custom) == 0",
      "message": "spec.gates.custom: PromQL gates need spec.metrics.prometheus (the scrape provider cannot run PromQL)"},
     {"rule": "!has(self.metrics.scrape) || !has(self.rollback) || self.rollback.all(c, !has(c.query))",
-     "message": "spec.rollback[].query: PromQL needs spec.metrics.prometheus (the scrape provider cannot run PromQL)"}
+     "message": "spec.rollback[].query: PromQL needs spec.metrics.prometheus (the scrape provider cannot run PromQL)"},
+    {"rule": "!has(self.rollbackWithin) || (has(self.rollback) && size(self.rollback) > 0)",
+     "message": "spec.rollbackWithin: needs at least one spec.rollback criterion to keep the promise", "reason": "FieldValueInvalid"},
+    // `for` is a CEL keyword, escaped as __for__.
+    {"rule": "!has(self.rollbackWithin) || !has(self.rollback) || self.rollback.all(c, duration(c.__for__) + duration(self.interval) <= duration(self.rollbackWithin))",
+     "message": "spec.rollbackWithin: every spec.rollback[].for plus spec.interval must fit within it (a breach is seen up to one interval late)", "reason": "FieldValueInvalid"}
 ]))]
 pub struct PromotionSpec {
     /// The Deployment that serves production traffic and receives the canary image on promotion.
@@ -86,6 +91,48 @@ pub struct PromotionSpec {
     /// Standing pause (GitOps-friendly): weight is held, the bake clock restarts on resume.
     #[serde(default)]
     pub paused: bool,
+    /// The longest a breach may last before the canary carries no traffic: a promise the API
+    /// server checks (every `rollback[].for` plus `interval` must fit within it) and the
+    /// operator reports (`status.rollbackBound`, which adds the metric window's lag, and the
+    /// metric `canary_operator_late_rollbacks_total` when a rollback took longer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub rollback_within: Option<String>,
+    /// Webhooks told of each transition (Started, StepAdvanced, GateFailing, RollbackStarted,
+    /// RolledBack, Promoted), with the gate values behind it. Delivered in the background
+    /// with bounded retries: a slow or failing receiver never delays a promotion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(n, self.filter(m, m.name == n.name).size() == 1)",
+         "message": "spec.notify: names must be unique"}
+    ]))]
+    pub notify: Vec<NotifySink>,
+}
+
+/// One webhook receiver.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifySink {
+    /// Names the receiver in logs and in the delivery metric (a DNS label, unique).
+    #[schemars(length(min = 1, max = 63), pattern(LABEL_PATTERN))]
+    pub name: String,
+    /// Secret in the CanaryPromotion's namespace whose key `url` holds the webhook URL (such
+    /// URLs carry tokens, so they never appear in the spec, the status or the logs).
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub secret_ref: String,
+    /// `slack`: a Slack-compatible message (`text` plus an attachment with the gate values);
+    /// `cloudEvents`: a CloudEvents 1.0 structured-mode JSON event.
+    #[serde(default)]
+    pub format: NotifyFormat,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum NotifyFormat {
+    #[default]
+    Slack,
+    CloudEvents,
 }
 
 fn default_interval() -> String {

@@ -69,6 +69,11 @@ pub struct CanaryPromotionStatus {
     pub failing_gate: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollback: Vec<CriterionStatus>,
+    /// The longest a breach can last before the canary carries no traffic, as the operator
+    /// computes it: the slowest rollback criterion's `for`, plus one interval, plus the
+    /// metric window. Compare with `spec.rollbackWithin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_bound: Option<String>,
     #[serde(default)]
     pub message: String,
     /// The last `scholarship.dev/action` annotation value acted upon (acknowledgement).

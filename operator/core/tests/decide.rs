@@ -426,3 +426,47 @@ fn waits_for_a_canary_image() {
     let d = decide(&spec, &CanaryPromotionStatus::default(), &obs, t0());
     assert_eq!((d.status.phase, d.weight), (Phase::Pending, 0));
 }
+
+#[test]
+fn the_rollback_bound_is_the_slowest_window_plus_interval_plus_metric_window() {
+    let mut spec = runbook_spec();
+    spec.rollback_within = Some("12m".into());
+    let mut sim = Sim::new(spec);
+    sim.obs.metric_window = m(1);
+    sim.tick();
+    // 10m (slowest `for`) + 30s (interval) + 1m (metric window).
+    assert_eq!(sim.status.rollback_bound.as_deref(), Some("11m30s"));
+    assert!(!sim.reasons().contains(&"RollbackBoundExceeded"));
+
+    // A metric window the API server could not know about breaks the promise: one Warning,
+    // not one per tick.
+    sim.obs.metric_window = m(3);
+    sim.run_for(m(2));
+    assert_eq!(sim.status.rollback_bound.as_deref(), Some("13m30s"));
+    let warnings: Vec<_> = sim
+        .log
+        .iter()
+        .flat_map(|d| &d.events)
+        .filter(|e| e.reason.as_str() == "RollbackBoundExceeded")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].message.contains("beyond spec.rollbackWithin 12m"),
+        "{}",
+        warnings[0].message
+    );
+}
+
+#[test]
+fn a_rollback_promise_the_criteria_cannot_keep_is_an_invalid_spec() {
+    let mut spec = runbook_spec();
+    spec.rollback_within = Some("10m".into());
+    let err = canary_core::Plan::compile(&spec).unwrap_err().to_string();
+    assert!(err.contains("spec.rollbackWithin"), "{err}");
+    spec.rollback.clear();
+    spec.rollback_within = Some("1h".into());
+    let err = canary_core::Plan::compile(&spec).unwrap_err().to_string();
+    assert!(err.contains("needs at least one rollback criterion"), "{err}");
+    let d = decide(&spec, &CanaryPromotionStatus::default(), &green(1), t0());
+    assert_eq!(d.status.phase, Phase::Failed);
+}

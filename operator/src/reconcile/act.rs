@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use canary_core::conditions::ROLLED_BACK;
-use canary_core::{ConditionStatus, Decision, Event, EventType, Phase, decide};
+use canary_core::duration::parse_duration;
+use canary_core::{ConditionStatus, Decision, Event, EventType, Phase, PromotionSpec, decide};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
@@ -85,7 +86,7 @@ pub async fn act(
         second.events = events;
         decision = second;
     }
-    record_breach_to_rollback(ctx, previous_phase, &decision);
+    record_breach_to_rollback(ctx, spec, previous_phase, &decision);
     if let Some(image) = &decision.patch_stable_image {
         patch_stable_image(ctx, &ns, &observed.stable, image).await?;
     }
@@ -95,7 +96,7 @@ pub async fn act(
     })
 }
 
-fn record_breach_to_rollback(ctx: &Context, previous: Phase, decision: &Decision) {
+fn record_breach_to_rollback(ctx: &Context, spec: &PromotionSpec, previous: Phase, decision: &Decision) {
     let st = &decision.status;
     if previous == Phase::RolledBack || st.phase != Phase::RolledBack {
         return;
@@ -106,8 +107,12 @@ fn record_breach_to_rollback(ctx: &Context, previous: Phase, decision: &Decision
         .any(|c| c.type_ == ROLLED_BACK && c.status == ConditionStatus::True && c.reason == "RollbackCriterion");
     let since = st.rollback.iter().filter_map(|c| c.breach_since).min();
     if let (true, Some(since)) = (by_criterion, since) {
-        let secs = ctx.clock.now().signed_duration_since(since).as_seconds_f64();
-        ctx.metrics.breach_to_rollback.observe(secs.max(0.0));
+        let took = ctx.clock.now().signed_duration_since(since);
+        ctx.metrics.breach_to_rollback.observe(took.as_seconds_f64().max(0.0));
+        let promised = spec.rollback_within.as_deref().and_then(|d| parse_duration(d).ok());
+        if promised.is_some_and(|within| took > within) {
+            ctx.metrics.late_rollbacks.inc();
+        }
     }
 }
 

@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::crd::CanaryPromotion;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::notify::{Delivery, Notifier};
 use crate::provider::redis::EvictionHistory;
 use crate::provider::scrape::ScrapeState;
 use crate::router::{RouterError, TrafficRouter, gateway_http_route_resource};
@@ -127,6 +128,8 @@ pub struct Context {
     pub scrapes: ScrapeState,
     /// Earlier `evicted_keys` counts of the Redis probe (for the increase over the window).
     pub evictions: EvictionHistory,
+    /// Webhook messages for `spec.notify`, sent in the background.
+    pub notifier: Notifier,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -152,6 +155,7 @@ impl Context {
         };
         Ok(Self {
             recorder: Recorder::new(client.clone(), reporter),
+            notifier: Notifier::new(client.clone(), metrics.clone(), Delivery::default())?,
             client,
             clock,
             metrics,
@@ -327,6 +331,8 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
     }
     status::write(&cp, ctx, &previous, outcome.decision.status.clone(), now).await?;
     act::publish(&cp, ctx, &outcome.decision.events, outcome.decision.status.current_step).await;
+    ctx.notifier
+        .notify(&cp, &outcome.decision.status, &outcome.decision.events, now);
     ctx.metrics.set_phase(&key(&cp), Some(outcome.decision.status.phase));
     ctx.metrics
         .set_progress(ns, &cp.name_any(), Some(&outcome.decision.status));

@@ -172,6 +172,7 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
         },
         canary_image: first_image(&canary),
         action: cp.annotations().get(ACTION_ANNOTATION).cloned(),
+        metric_window: chrono::TimeDelta::from_std(window_for(interval(cp), ctx.min_window)).unwrap_or_default(),
     };
     Ok(Observed { obs, router, stable })
 }
