@@ -246,7 +246,8 @@ impl Metrics {
                 self.gate_threshold.remove(gate);
             }
         }
-        let Some(status) = status.filter(|s| !s.phase.is_terminal()) else {
+        // A watching promotion carries no canary weight and judges no gates.
+        let Some(status) = status.filter(|s| !s.phase.is_terminal() && s.phase != Phase::Watching) else {
             return;
         };
         self.weight.get_or_create(&key).set(i64::from(status.weight));

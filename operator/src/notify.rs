@@ -33,6 +33,7 @@ pub fn is_transition(reason: Reason) -> bool {
             | Reason::RollbackStarted
             | Reason::RolledBack
             | Reason::Promoted
+            | Reason::PostPromotionBreach
     )
 }
 
@@ -88,7 +89,7 @@ impl Message {
         let color = match self.reason {
             Reason::Promoted => "good",
             Reason::GateFailing => "warning",
-            Reason::RollbackStarted | Reason::RolledBack => "danger",
+            Reason::RollbackStarted | Reason::RolledBack | Reason::PostPromotionBreach => "danger",
             _ => "#439FE0",
         };
         let st = &self.status;

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canary_operator::provider::Sli;
+use canary_operator::provider::{Sli, Track};
 use common::*;
 use serde_json::{Value, json};
 
@@ -771,6 +771,71 @@ async fn notifications_reach_their_sinks_and_dead_ones_delay_nothing() {
         assert_eq!(gates.len(), 4, "{promoted}");
         assert!(gates.iter().all(|g| g["value"].is_number()), "{promoted}");
         assert!(receiver.got("slow").is_empty());
+        op.shutdown().await;
+    })
+    .await;
+}
+
+/// `spec.postPromotion`: after the promotion the stable track (now the new image) is judged;
+/// a breach held for its window puts the previous image back on the stable Deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_after_the_promotion_rolls_the_stable_image_back() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        c.create_canary_ingress("api-canary").await;
+        let op = InProcess::start(&c).await;
+        let mut spec = spec(nginx(), &prom.address, "1s", "2s");
+        spec["postPromotion"] = json!({"watch": "10m", "rollback": true});
+        c.create_cp("promo", spec).await;
+        let s = c.wait_phase("promo", "Watching", Duration::from_secs(30)).await;
+        assert_eq!(c.image("api").await, NEW_IMAGE);
+        assert_eq!(s["previousStableImage"], OLD_IMAGE);
+        assert!(s["watchUntil"].is_string(), "{s}");
+        let promoted = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Promoted")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            promoted["status"], "True",
+            "kubectl wait --for=condition=Promoted returns"
+        );
+
+        // The canary track going bad says nothing now; the stable one does.
+        prom.set(Sli::ErrorRate5xx, Some(0.5));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(c.status("promo").await["phase"], "Watching");
+        let breach = Instant::now();
+        prom.set_on(Track::Stable, Sli::ErrorRate5xx, Some(0.5));
+        let s = c.wait_phase("promo", "RolledBack", Duration::from_secs(15)).await;
+        let took = breach.elapsed();
+        // `for: 2s` plus up to an interval (1 s) plus the reconcile.
+        assert!(took < Duration::from_secs(6), "{took:?}");
+        assert_eq!(
+            c.image("api").await,
+            OLD_IMAGE,
+            "the stable Deployment runs the previous image"
+        );
+        let rolled_back = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "RolledBack")
+            .unwrap()
+            .clone();
+        assert_eq!(rolled_back["reason"], "PostPromotionBreach");
+        assert!(s["message"].as_str().unwrap().contains("errorRate5xx"), "{s}");
+        let reasons = eventually(Duration::from_secs(5), "the breach event", || async {
+            let r = c.event_reasons("promo").await;
+            r.iter().any(|x| x == "PostPromotionBreach").then_some(r)
+        })
+        .await;
+        assert!(reasons.iter().any(|x| x == "RolledBack"), "{reasons:?}");
         op.shutdown().await;
     })
     .await;

@@ -132,12 +132,24 @@ fn scrape_sources() {
         let mut object = example();
         set(&mut object, "/spec/metrics/prometheus", Value::Null);
         set(&mut object, "/spec/metrics/scrape", scrape);
-        // Custom gates need PromQL; a scrape spec has none.
+        // Custom gates need PromQL, and the post-promotion watch reads Prometheus: a scrape
+        // spec has neither.
         set(&mut object, "/spec/gates/custom", Value::Null);
+        set(&mut object, "/spec/postPromotion", Value::Null);
         validate(&object)
     };
     assert_eq!(with(json!({"port": 8080, "path": "/metrics"})), Vec::<String>::new());
     assert_eq!(with(json!({"portName": "metrics"})), Vec::<String>::new());
+    let mut watching = example();
+    set(&mut watching, "/spec/metrics", json!({"scrape": {"port": 8080}}));
+    set(&mut watching, "/spec/gates/custom", Value::Null);
+    assert!(
+        validate(&watching)
+            .iter()
+            .any(|e| e.contains("spec.postPromotion: the watch reads the stable track from spec.metrics.prometheus")),
+        "{:?}",
+        validate(&watching)
+    );
     for (scrape, expected) in [
         (json!({}), "spec.metrics.scrape: exactly one of port or portName"),
         (
@@ -362,6 +374,30 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             json!("2 minutes"),
             "spec.rollbackWithin",
         ),
+        (
+            "post-promotion rollback with an external promotion",
+            "/spec/promotion",
+            json!({"strategy": "external"}),
+            "spec.postPromotion.rollback: with promotion.strategy external the stable image belongs to your pipeline",
+        ),
+        (
+            "post-promotion watch on a custom rollback query",
+            "/spec/rollback/0/query",
+            json!("histogram_quantile(0.99, x)"),
+            "spec.postPromotion: needs rollback criteria on built-in metrics",
+        ),
+        (
+            "bad watch",
+            "/spec/postPromotion/watch",
+            json!("2 days"),
+            "spec.postPromotion.watch",
+        ),
+        (
+            "duplicate notify names",
+            "/spec/notify/1/name",
+            json!("platform-slack"),
+            "spec.notify: names must be unique",
+        ),
     ]
 }
 
@@ -502,6 +538,10 @@ fn core_rejects_what_the_schema_rejects() {
         "bad progress deadline",
         "rollback promise shorter than a window",
         "bad rollback promise",
+        "post-promotion rollback with an external promotion",
+        "post-promotion watch on a custom rollback query",
+        "bad watch",
+        "duplicate notify names",
         "replay protection (no probe yet)",
         "custom PromQL gate with the scrape provider",
         "rollback metric without a built-in query",

@@ -49,9 +49,11 @@ elseif phase == "Paused" then
   -- Argo Rollout paused at a step.
   hs.status = "Suspended"
   hs.message = describe(status, "Paused")
-elseif phase == "Promoted" then
+elseif phase == "Promoted" or phase == "Watching" then
+  -- Watching: promoted, the rollback criteria still judged on the stable track. Healthy, so
+  -- sync waves and dependent Applications do not wait out the watch.
   hs.status = "Healthy"
-  hs.message = describe(status, "Promoted")
+  hs.message = describe(status, phase)
 elseif phase == "RollingBack" or phase == "RolledBack" or phase == "Failed" then
   hs.status = "Degraded"
   hs.message = describe(status, phase)

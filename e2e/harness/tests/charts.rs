@@ -324,17 +324,19 @@ fn expected_health(phase: Phase) -> &'static str {
     match phase {
         Phase::Pending | Phase::Progressing | Phase::Promoting => "Progressing",
         Phase::Paused => "Suspended",
-        Phase::Promoted => "Healthy",
+        // Promoted and under the post-promotion watch: healthy, so sync waves do not wait 48 h.
+        Phase::Promoted | Phase::Watching => "Healthy",
         Phase::RollingBack | Phase::RolledBack | Phase::Failed => "Degraded",
     }
 }
 
-const PHASES: [Phase; 8] = [
+const PHASES: [Phase; 9] = [
     Phase::Pending,
     Phase::Progressing,
     Phase::Paused,
     Phase::Promoting,
     Phase::Promoted,
+    Phase::Watching,
     Phase::RollingBack,
     Phase::RolledBack,
     Phase::Failed,

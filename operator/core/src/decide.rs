@@ -45,6 +45,10 @@ pub enum Reason {
     InvalidSpec,
     /// The computed time to rollback exceeds `spec.rollbackWithin`.
     RollbackBoundExceeded,
+    /// A rollback criterion held for its window on the stable track after the promotion.
+    PostPromotionBreach,
+    /// The post-promotion watch ended without a breach that rolled back.
+    WatchCompleted,
 }
 
 impl Reason {
@@ -68,6 +72,8 @@ impl Reason {
             Reason::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::RollbackBoundExceeded => "RollbackBoundExceeded",
+            Reason::PostPromotionBreach => "PostPromotionBreach",
+            Reason::WatchCompleted => "WatchCompleted",
         }
     }
 }
@@ -93,6 +99,9 @@ pub struct Decision {
     /// When to look again; `None` in terminal phases (only a change to the object matters).
     pub requeue_after: Option<Duration>,
 }
+
+/// Condition reason of a rollback by the post-promotion watch.
+const POST_PROMOTION_BREACH: &str = "PostPromotionBreach";
 
 /// Decides the next step of one promotion. See the crate docs for the policy.
 pub fn decide(spec: &PromotionSpec, status: &CanaryPromotionStatus, obs: &Observation, now: DateTime<Utc>) -> Decision {
@@ -159,6 +168,7 @@ impl Tick<'_> {
         match self.st.phase {
             Phase::Progressing | Phase::Paused => self.progress(spec, plan, image),
             Phase::Promoting => self.promote(plan, image),
+            Phase::Watching => self.watch(plan, image),
             Phase::RollingBack => {
                 if self.obs.router_weight == Some(0) {
                     self.st.phase = Phase::RolledBack;
@@ -170,6 +180,59 @@ impl Tick<'_> {
         }
     }
 
+    /// After the promotion: the rollback criteria, now read on the stable track, until
+    /// `watchUntil`.
+    fn watch(&mut self, plan: &Plan, image: Option<&String>) {
+        let Some(post) = plan.post_promotion else {
+            self.st.phase = Phase::Promoted;
+            return;
+        };
+        let image = image.map_or("the canary image", String::as_str).to_owned();
+        if let Some(reason) = self.judge_rollback(plan) {
+            let previous = self.st.previous_stable_image.clone();
+            if let (true, Some(previous)) = (post.rollback, &previous) {
+                self.patch = Some(previous.clone());
+                self.st.phase = Phase::RolledBack;
+                self.rollback_reason = Some(POST_PROMOTION_BREACH);
+                self.st.message = format!("post-promotion rollback: {reason}; stable set back to {previous}");
+                let message = self.st.message.clone();
+                self.event(EventType::Warning, Reason::PostPromotionBreach, message.clone());
+                self.event(EventType::Warning, Reason::RolledBack, message);
+                return;
+            }
+            let why = if post.rollback {
+                "no earlier stable image was recorded to go back to"
+            } else {
+                "reported only: postPromotion.rollback is false"
+            };
+            self.event(
+                EventType::Warning,
+                Reason::PostPromotionBreach,
+                format!("post-promotion: {reason} on the stable track running {image} ({why})"),
+            );
+            // Reported once per window while the breach lasts, not once per interval.
+            for c in &mut self.st.rollback {
+                c.breach_since = None;
+            }
+        }
+        let until = self.st.watch_until.unwrap_or(self.now);
+        if self.now >= until {
+            self.st.phase = Phase::Promoted;
+            self.st.message = format!(
+                "promoted {image}; the post-promotion watch ended {}",
+                until.to_rfc3339()
+            );
+            let message = self.st.message.clone();
+            self.event(EventType::Normal, Reason::WatchCompleted, message);
+            return;
+        }
+        let left = until.signed_duration_since(self.now);
+        self.st.message = format!(
+            "promoted {image}; watching the stable track, {} left",
+            format_duration(TimeDelta::seconds(left.num_seconds()))
+        );
+    }
+
     /// (Re)starts the promotion at step 1. The weight changes in this tick, so gates are
     /// judged from the next one: readings taken now describe the old weight.
     fn start(&mut self, plan: &Plan, image: Option<String>) {
@@ -179,6 +242,8 @@ impl Tick<'_> {
         st.gates_passing_since = None;
         st.paused_at = None;
         st.promotion_started_at = None;
+        st.previous_stable_image = None;
+        st.watch_until = None;
         st.approved_step = None;
         st.gates.clear();
         st.rollback.clear();
@@ -491,6 +556,7 @@ impl Tick<'_> {
     }
 
     fn begin_promotion(&mut self, plan: &Plan, why: &str) {
+        self.st.previous_stable_image = self.obs.stable.image.clone();
         self.st.phase = Phase::Promoting;
         self.st.current_step = count(plan);
         self.st.promotion_started_at = Some(self.now);
@@ -510,6 +576,17 @@ impl Tick<'_> {
             self.st.message = format!("promoted {image}: stable runs it, canary weight 0");
             let message = self.st.message.clone();
             self.event(EventType::Normal, Reason::Promoted, message);
+            if let Some(post) = plan.post_promotion {
+                let until = self.now + post.watch;
+                self.st.phase = Phase::Watching;
+                self.st.watch_until = Some(until);
+                // The canary's breaches say nothing about the stable track.
+                self.st.rollback.clear();
+                self.st.message = format!(
+                    "promoted {image}; watching the stable track for {}",
+                    format_duration(post.watch)
+                );
+            }
             return;
         }
         if let Some(deadline) = plan.progress_deadline
@@ -618,7 +695,12 @@ impl Tick<'_> {
                 plan.steps[index].weight
             }
             Phase::Promoting => plan.last_weight(),
-            Phase::Pending | Phase::Promoted | Phase::RollingBack | Phase::RolledBack | Phase::Failed => 0,
+            Phase::Pending
+            | Phase::Promoted
+            | Phase::Watching
+            | Phase::RollingBack
+            | Phase::RolledBack
+            | Phase::Failed => 0,
         };
         st.step_label = format!("{}/{}", st.current_step, plan.steps.len());
         if st.gates_summary.is_empty() {
@@ -649,13 +731,15 @@ impl Tick<'_> {
             // Keep the reason recorded when the rollback started (e.g. Aborted).
             match self.st.conditions.iter().find(|c| c.type_ == ROLLED_BACK) {
                 Some(c) if c.status == True && c.reason == "Aborted" => "Aborted",
+                Some(c) if c.status == True && c.reason == POST_PROMOTION_BREACH => POST_PROMOTION_BREACH,
                 _ => "RollbackCriterion",
             }
         });
+        let promoted = matches!(phase, Phase::Promoted | Phase::Watching);
         let message = self.st.message.clone();
         let generation = self.st.observed_generation.unwrap_or(self.obs.generation);
         let desired: [(&str, ConditionStatus, &str); 4] = [
-            (READY, if phase == Phase::Promoted { True } else { False }, phase_reason),
+            (READY, if promoted { True } else { False }, phase_reason),
             (
                 PROGRESSING,
                 if matches!(phase, Phase::Progressing | Phase::Promoting | Phase::RollingBack) {
@@ -665,11 +749,7 @@ impl Tick<'_> {
                 },
                 phase_reason,
             ),
-            (
-                PROMOTED,
-                if phase == Phase::Promoted { True } else { False },
-                phase_reason,
-            ),
+            (PROMOTED, if promoted { True } else { False }, phase_reason),
             match phase {
                 Phase::RollingBack | Phase::RolledBack => (ROLLED_BACK, True, rolled_back_reason),
                 _ => (ROLLED_BACK, False, phase_reason),
@@ -704,6 +784,7 @@ fn phase_reason(phase: Phase) -> &'static str {
         Phase::Paused => "Paused",
         Phase::Promoting => "Promoting",
         Phase::Promoted => "Promoted",
+        Phase::Watching => "Watching",
         Phase::RollingBack => "RollingBack",
         Phase::RolledBack => "RolledBack",
         Phase::Failed => "Failed",

@@ -5,7 +5,7 @@
 use chrono::TimeDelta;
 
 use crate::duration::{DurationError, parse_duration};
-use crate::spec::{BUILTIN_METRICS, NoDataPolicy, PromotionSpec, PromotionStrategy};
+use crate::spec::{BUILTIN_METRICS, NoDataPolicy, PostPromotion, PromotionSpec, PromotionStrategy};
 use crate::threshold::{Threshold, ThresholdError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +66,15 @@ pub struct Plan {
     pub strategy: PromotionStrategy,
     /// `spec.rollbackWithin`: every criterion's window plus the interval fits within it.
     pub rollback_within: Option<TimeDelta>,
+    pub post_promotion: Option<PostPromotionPlan>,
+}
+
+/// The watch after a promotion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PostPromotionPlan {
+    pub watch: TimeDelta,
+    /// Roll the stable image back on a breach (else report it).
+    pub rollback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -161,6 +170,11 @@ impl Plan {
                 ));
             }
         }
+        let post_promotion = spec
+            .post_promotion
+            .as_ref()
+            .map(|p| compile_post_promotion(spec, p))
+            .transpose()?;
         Ok(Plan {
             steps,
             interval,
@@ -169,6 +183,7 @@ impl Plan {
             criteria,
             strategy: spec.promotion.strategy,
             rollback_within,
+            post_promotion,
         })
     }
 
@@ -298,6 +313,28 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
         return Err(invalid("gates.custom", "names must be unique"));
     }
     Ok(gates)
+}
+
+fn compile_post_promotion(spec: &PromotionSpec, p: &PostPromotion) -> Result<PostPromotionPlan, SpecError> {
+    if spec.metrics.prometheus.is_none() {
+        return Err(invalid(
+            "postPromotion",
+            "the watch reads the stable track from metrics.prometheus",
+        ));
+    }
+    if spec.rollback.is_empty() || spec.rollback.iter().any(|c| c.query.is_some()) {
+        return Err(invalid("postPromotion", "needs rollback criteria on built-in metrics"));
+    }
+    if p.rollback && spec.promotion.strategy == PromotionStrategy::External {
+        return Err(invalid(
+            "postPromotion.rollback",
+            "with promotion.strategy external the stable image belongs to your pipeline",
+        ));
+    }
+    Ok(PostPromotionPlan {
+        watch: duration("postPromotion.watch", &p.watch)?,
+        rollback: p.rollback,
+    })
 }
 
 fn compile_criteria(spec: &PromotionSpec) -> Result<Vec<CriterionSpec>, SpecError> {

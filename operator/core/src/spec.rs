@@ -38,6 +38,12 @@ pub const BUILTIN_METRICS: [&str; 7] = [
      "message": "spec.gates.custom: PromQL gates need spec.metrics.prometheus (the scrape provider cannot run PromQL)"},
     {"rule": "!has(self.metrics.scrape) || !has(self.rollback) || self.rollback.all(c, !has(c.query))",
      "message": "spec.rollback[].query: PromQL needs spec.metrics.prometheus (the scrape provider cannot run PromQL)"},
+    {"rule": "!has(self.postPromotion) || has(self.metrics.prometheus)",
+     "message": "spec.postPromotion: the watch reads the stable track from spec.metrics.prometheus", "reason": "FieldValueInvalid"},
+    {"rule": "!has(self.postPromotion) || (has(self.rollback) && size(self.rollback) > 0 && self.rollback.all(c, !has(c.query)))",
+     "message": "spec.postPromotion: needs rollback criteria on built-in metrics (a rollback[].query is written for the canary track)", "reason": "FieldValueInvalid"},
+    {"rule": "!has(self.postPromotion) || !self.postPromotion.rollback || !has(self.promotion) || self.promotion.strategy != 'external'",
+     "message": "spec.postPromotion.rollback: with promotion.strategy external the stable image belongs to your pipeline; use rollback: false", "reason": "FieldValueInvalid"},
     {"rule": "!has(self.rollbackWithin) || (has(self.rollback) && size(self.rollback) > 0)",
      "message": "spec.rollbackWithin: needs at least one spec.rollback criterion to keep the promise", "reason": "FieldValueInvalid"},
     // `for` is a CEL keyword, escaped as __for__.
@@ -108,6 +114,24 @@ pub struct PromotionSpec {
          "message": "spec.notify: names must be unique"}
     ]))]
     pub notify: Vec<NotifySink>,
+    /// After the promotion, keep judging the rollback criteria against the stable track
+    /// (which now runs the new image) for `watch`; a breach held for its window rolls the
+    /// stable Deployment back to the image it ran before (`rollback: true`) or is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion: Option<PostPromotion>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PostPromotion {
+    /// How long to watch after the promotion (Go duration, e.g. 48h).
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub watch: String,
+    /// On a breach held for its window: `true` sets the stable Deployment back to the image it
+    /// ran before the promotion (phase RolledBack); `false` (default) reports it (Warning
+    /// event `PostPromotionBreach`, notification, metric) and keeps watching.
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// One webhook receiver.

@@ -15,6 +15,9 @@ pub enum Phase {
     Paused,
     Promoting,
     Promoted,
+    /// Promoted, and the rollback criteria are still judged on the stable track until
+    /// `watchUntil` (`spec.postPromotion`).
+    Watching,
     RollingBack,
     RolledBack,
     Failed,
@@ -52,6 +55,13 @@ pub struct CanaryPromotionStatus {
     /// When the last step finished and promotion began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion_started_at: Option<DateTime<Utc>>,
+    /// The image the stable Deployment ran when the promotion began: what a post-promotion
+    /// rollback puts back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_stable_image: Option<String>,
+    /// End of the post-promotion watch (`spec.postPromotion.watch` after the promotion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_until: Option<DateTime<Utc>>,
     /// Step (1-based) a `resume` action approved, for steps with `requireApproval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_step: Option<u32>,

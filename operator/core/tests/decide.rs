@@ -470,3 +470,115 @@ fn a_rollback_promise_the_criteria_cannot_keep_is_an_invalid_spec() {
     let d = decide(&spec, &CanaryPromotionStatus::default(), &green(1), t0());
     assert_eq!(d.status.phase, Phase::Failed);
 }
+
+fn watched(rollback: bool) -> Sim {
+    let mut spec = runbook_spec();
+    spec.post_promotion = Some(canary_core::PostPromotion {
+        watch: "48h".into(),
+        rollback,
+    });
+    let mut sim = Sim::new(spec);
+    sim.run_until(h(24), |s| s.phase == Phase::Watching)
+        .expect("watching after the promotion");
+    sim
+}
+
+#[test]
+fn the_watch_keeps_the_promotion_promoted_for_48h_then_completes() {
+    let mut sim = watched(true);
+    let st = sim.status.clone();
+    assert_eq!(
+        condition(&st, "Promoted").0,
+        ConditionStatus::True,
+        "kubectl wait --for=condition=Promoted works"
+    );
+    assert_eq!(condition(&st, "Ready").0, ConditionStatus::True);
+    assert_eq!(st.weight, 0);
+    assert_eq!(st.previous_stable_image.as_deref(), Some(OLD_IMAGE));
+    let until = st.watch_until.unwrap();
+    // 48 h from the moment the stable Deployment ran the image (one interval after the
+    // promotion began).
+    let from_promotion = until - st.promotion_started_at.unwrap();
+    assert!(
+        from_promotion > h(48) && from_promotion <= h(48) + m(1),
+        "{from_promotion}"
+    );
+    assert!(st.message.contains("watching the stable track"), "{}", st.message);
+
+    let left = sim
+        .run_until(h(49), |s| s.phase == Phase::Promoted)
+        .expect("the watch ends");
+    assert!(left >= h(48) - m(2) && left <= h(48) + m(1), "{left}");
+    assert!(sim.reasons().contains(&"WatchCompleted"));
+    assert!(!sim.reasons().contains(&"PostPromotionBreach"));
+    // Terminal now: no more requeues, and nothing changes.
+    assert_eq!(sim.log.last().unwrap().requeue_after, None);
+}
+
+#[test]
+fn a_breach_on_the_stable_track_during_the_watch_puts_the_previous_image_back() {
+    let mut sim = watched(true);
+    sim.run_for(h(30));
+    sim.obs.criteria.insert("p95LatencyMs".into(), value(320.0));
+    let took = sim
+        .run_until(m(20), |s| s.phase == Phase::RolledBack)
+        .expect("rolled back within the window and an interval");
+    assert!(took >= m(10) && took <= m(11), "{took}");
+    let d = sim.log.last().unwrap();
+    assert_eq!(d.patch_stable_image.as_deref(), Some(OLD_IMAGE));
+    assert_eq!(sim.obs.stable.image.as_deref(), Some(OLD_IMAGE));
+    let reasons: Vec<_> = d.events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["PostPromotionBreach", "RolledBack"]);
+    assert!(d.status.message.contains("p95LatencyMs"), "{}", d.status.message);
+    // The reason survives later reconciles.
+    sim.run_for(m(5));
+    assert_eq!(
+        condition(&sim.status, "RolledBack"),
+        (ConditionStatus::True, "PostPromotionBreach".into())
+    );
+    assert_eq!(condition(&sim.status, "Promoted").0, ConditionStatus::False);
+}
+
+#[test]
+fn a_report_only_watch_reports_each_window_of_a_breach_and_keeps_watching() {
+    let mut sim = watched(false);
+    sim.obs.criteria.insert("errorRate5xx".into(), value(0.2));
+    sim.run_for(m(25));
+    let breaches = sim.reasons().iter().filter(|r| **r == "PostPromotionBreach").count();
+    assert_eq!(breaches, 2, "one per 10m window over 25m");
+    assert_eq!(sim.status.phase, Phase::Watching);
+    assert!(sim.log.iter().rev().take(50).all(|d| d.patch_stable_image.is_none()));
+    let event = sim
+        .log
+        .iter()
+        .flat_map(|d| &d.events)
+        .find(|e| e.reason.as_str() == "PostPromotionBreach")
+        .unwrap();
+    assert!(event.message.contains("reported only"), "{}", event.message);
+}
+
+#[test]
+fn the_watch_needs_built_in_criteria_and_prometheus() {
+    let mut spec = runbook_spec();
+    spec.post_promotion = Some(canary_core::PostPromotion {
+        watch: "48h".into(),
+        rollback: true,
+    });
+    assert!(canary_core::Plan::compile(&spec).is_ok());
+    let mut custom = spec.clone();
+    custom.rollback[0].query = Some("q".into());
+    assert!(
+        canary_core::Plan::compile(&custom)
+            .unwrap_err()
+            .to_string()
+            .contains("postPromotion")
+    );
+    let mut external = spec.clone();
+    external.promotion.strategy = PromotionStrategy::External;
+    assert!(
+        canary_core::Plan::compile(&external)
+            .unwrap_err()
+            .to_string()
+            .contains("postPromotion.rollback")
+    );
+}

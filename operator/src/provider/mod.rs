@@ -1,6 +1,7 @@
 //! Metric providers: where gate and rollback readings come from. Both providers compute the
 //! same SLIs on the canary track (`track="canary"`; the metric contract is in README.md,
 //! "Metrics"); they differ only in whether Prometheus or the operator does the arithmetic.
+//! After a promotion, the post-promotion watch reads the same SLIs on the stable track.
 
 pub mod prometheus;
 pub mod redis;
@@ -59,6 +60,24 @@ impl Sli {
     }
 }
 
+/// Which pods a reading describes: the `track` label of the metric contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Track {
+    #[default]
+    Canary,
+    /// After the promotion, the stable track runs the new image (`spec.postPromotion`).
+    Stable,
+}
+
+impl Track {
+    pub fn label(self) -> &'static str {
+        match self {
+            Track::Canary => "canary",
+            Track::Stable => "stable",
+        }
+    }
+}
+
 /// What one reading asks for: a built-in SLI or a user's PromQL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Query {
@@ -75,6 +94,8 @@ pub struct Wanted {
     pub gates: Vec<(String, Query)>,
     pub criteria: Vec<(String, Query)>,
     pub redis: Option<redis::RedisChecks>,
+    /// The track built-in queries read.
+    pub track: Track,
 }
 
 impl Wanted {
@@ -120,20 +141,37 @@ impl Wanted {
             w.gates
                 .push((format!("custom.{}", c.name), Query::PromQl(c.query.clone())));
         }
-        for c in &spec.rollback {
-            let q = match (&c.query, Sli::from_name(&c.metric)) {
-                (Some(q), _) => Query::PromQl(q.clone()),
-                (None, Some(s)) => Query::Builtin(s),
-                (None, None) => Query::Unknown(c.metric.clone()),
-            };
-            w.criteria.push((c.metric.clone(), q));
-        }
+        w.criteria = criteria(spec);
         w
+    }
+
+    /// The post-promotion watch: the rollback criteria only, on the stable track (the CRD
+    /// allows the watch only with built-in criteria).
+    pub fn for_watch(spec: &PromotionSpec) -> Wanted {
+        Wanted {
+            criteria: criteria(spec),
+            track: Track::Stable,
+            ..Wanted::default()
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.gates.is_empty() && self.criteria.is_empty()
     }
+}
+
+fn criteria(spec: &PromotionSpec) -> Vec<(String, Query)> {
+    spec.rollback
+        .iter()
+        .map(|c| {
+            let q = match (&c.query, Sli::from_name(&c.metric)) {
+                (Some(q), _) => Query::PromQl(q.clone()),
+                (None, Some(s)) => Query::Builtin(s),
+                (None, None) => Query::Unknown(c.metric.clone()),
+            };
+            (c.metric.clone(), q)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,5 +1,5 @@
-//! The Prometheus HTTP API (`GET /api/v1/query`): built-in SLI queries on the canary track
-//! and user PromQL. An empty result or NaN (0/0 at zero traffic) is *no data*; a timeout, an
+//! The Prometheus HTTP API (`GET /api/v1/query`): built-in SLI queries on one track (the
+//! canary's; the stable one during the post-promotion watch) and user PromQL. An empty result or NaN (0/0 at zero traffic) is *no data*; a timeout, an
 //! HTTP error or `"status": "error"` is a provider *error*. `decide` treats the two the same
 //! way by default but reports them differently, which is what an on-call person needs.
 
@@ -11,37 +11,42 @@ use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{MetricProvider, Query, Readings, Sli, Wanted, unknown_metric};
+use super::{MetricProvider, Query, Readings, Sli, Track, Wanted, unknown_metric};
 
-/// The canary's request count over the window: the `samples` behind every reading, so
-/// `minSamples` means "at least this many canary requests in the window".
-pub fn samples_query(window: Duration) -> String {
+/// The track's request count over the window: the `samples` behind every reading, so
+/// `minSamples` means "at least this many requests in the window".
+pub fn samples_query(track: Track, window: Duration) -> String {
     let w = range(window);
-    format!(r#"sum(increase(http_requests_total{{track="canary"}}[{w}]))"#)
+    let t = track.label();
+    format!(r#"sum(increase(http_requests_total{{track="{t}"}}[{w}]))"#)
 }
 
-/// Built-in PromQL for an SLI over `window` (the metric contract: README.md, "Metrics").
-pub fn builtin_query(sli: Sli, window: Duration) -> String {
+/// Built-in PromQL for an SLI on `track` over `window` (the metric contract: README.md,
+/// "Metrics").
+pub fn builtin_query(sli: Sli, track: Track, window: Duration) -> String {
     let w = range(window);
-    let req = |filter: &str| format!(r#"sum(rate(http_requests_total{{track="canary"{filter}}}[{w}]))"#);
+    let t = track.label();
+    let req = |filter: &str| format!(r#"sum(rate(http_requests_total{{track="{t}"{filter}}}[{w}]))"#);
     match sli {
         Sli::Availability => format!("1 - ({} or vector(0)) / {}", req(r#",status=~"5..""#), req("")),
         Sli::ErrorRate5xx => format!("({} or vector(0)) / {}", req(r#",status=~"5..""#), req("")),
         Sli::P95LatencyMs => format!(
-            r#"1000 * histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{track="canary"}}[{w}])))"#
+            r#"1000 * histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{track="{t}"}}[{w}])))"#
         ),
         Sli::RateLimited429 => format!(
-            r#"(sum(rate(ratelimit_decisions_total{{track="canary",decision="limited",principal!="tester"}}[{w}])) or vector(0)) / sum(rate(ratelimit_decisions_total{{track="canary",principal!="tester"}}[{w}]))"#
+            r#"(sum(rate(ratelimit_decisions_total{{track="{t}",decision="limited",principal!="tester"}}[{w}])) or vector(0)) / sum(rate(ratelimit_decisions_total{{track="{t}",principal!="tester"}}[{w}]))"#
         ),
         // A counter that never moved may not exist at all: absent means zero errors.
         Sli::LimiterRedisErrors => {
-            format!(r#"sum(increase(limiter_redis_errors_total{{track="canary"}}[{w}])) or vector(0)"#)
+            format!(r#"sum(increase(limiter_redis_errors_total{{track="{t}"}}[{w}])) or vector(0)"#)
         }
         Sli::OpenaiFallbackRate => format!(
-            r#"(sum(rate(openai_requests_total{{track="canary",outcome="fallback"}}[{w}])) or vector(0)) / sum(rate(openai_requests_total{{track="canary"}}[{w}]))"#
+            r#"(sum(rate(openai_requests_total{{track="{t}",outcome="fallback"}}[{w}])) or vector(0)) / sum(rate(openai_requests_total{{track="{t}"}}[{w}]))"#
         ),
         Sli::DbPoolUtilization => {
-            r#"max(db_pool_connections{track="canary",state="in_use"} / ignoring(state) db_pool_max_connections{track="canary"})"#.to_owned()
+            format!(
+                r#"max(db_pool_connections{{track="{t}",state="in_use"}} / ignoring(state) db_pool_max_connections{{track="{t}"}})"#
+            )
         }
     }
 }
@@ -169,10 +174,10 @@ impl MetricProvider for PrometheusProvider {
         }
         // One query per distinct PromQL (a gate and a criterion often share one).
         let mut unique: BTreeMap<String, Reading> = BTreeMap::new();
-        unique.insert(samples_query(window), Reading::NoData);
+        unique.insert(samples_query(wanted.track, window), Reading::NoData);
         for (_, q) in wanted.gates.iter().chain(&wanted.criteria) {
             match q {
-                Query::Builtin(s) => unique.insert(builtin_query(*s, window), Reading::NoData),
+                Query::Builtin(s) => unique.insert(builtin_query(*s, wanted.track, window), Reading::NoData),
                 Query::PromQl(p) => unique.insert(p.clone(), Reading::NoData),
                 Query::Unknown(_) => None,
             };
@@ -182,7 +187,7 @@ impl MetricProvider for PrometheusProvider {
         for (k, r) in keys.into_iter().zip(results) {
             unique.insert(k, r);
         }
-        let samples = match unique.get(&samples_query(window)) {
+        let samples = match unique.get(&samples_query(wanted.track, window)) {
             Some(Reading::Value { value, .. }) if value.is_finite() && *value > 0.0 => {
                 // increase() extrapolates: round to whole requests.
                 value.round() as u64
@@ -198,7 +203,7 @@ impl MetricProvider for PrometheusProvider {
         };
         let resolve = |q: &Query| -> Reading {
             let key = match q {
-                Query::Builtin(s) => builtin_query(*s, window),
+                Query::Builtin(s) => builtin_query(*s, wanted.track, window),
                 Query::PromQl(p) => p.clone(),
                 Query::Unknown(name) => return unknown_metric(name),
             };
@@ -247,12 +252,18 @@ mod tests {
     }
 
     #[test]
-    fn builtin_queries_select_the_canary() {
+    fn builtin_queries_select_one_track_only() {
+        let minute = Duration::from_secs(60);
         for s in Sli::ALL {
-            let q = builtin_query(s, Duration::from_secs(60));
-            assert!(q.contains(r#"track="canary""#), "{q}");
+            let canary = builtin_query(s, Track::Canary, minute);
+            assert!(
+                canary.contains(r#"track="canary""#) && !canary.contains("stable"),
+                "{canary}"
+            );
+            let stable = builtin_query(s, Track::Stable, minute);
+            assert_eq!(stable, canary.replace(r#"track="canary""#, r#"track="stable""#));
         }
-        assert!(builtin_query(Sli::RateLimited429, Duration::from_secs(60)).contains(r#"principal!="tester""#));
-        assert!(builtin_query(Sli::P95LatencyMs, Duration::from_secs(90)).contains("[90s]"));
+        assert!(builtin_query(Sli::RateLimited429, Track::Canary, minute).contains(r#"principal!="tester""#));
+        assert!(builtin_query(Sli::P95LatencyMs, Track::Canary, Duration::from_secs(90)).contains("[90s]"));
     }
 }

@@ -39,8 +39,9 @@ pub async fn act(
     let mut requeue_after = decision.requeue_after;
     let mut carried = observed.obs.router_weight;
     if let Some(router) = &observed.router {
-        let promoted = decision.status.phase == Phase::Promoted;
-        let newly_promoted = promoted && previous_phase != Phase::Promoted;
+        let is_promoted = |phase| matches!(phase, Phase::Promoted | Phase::Watching);
+        let promoted = is_promoted(decision.status.phase);
+        let newly_promoted = promoted && !is_promoted(previous_phase);
         if carried != Some(decision.weight) || newly_promoted {
             let got = if promoted {
                 router.consolidate().await?

@@ -79,9 +79,8 @@ pub fn history_key(cp: &CanaryPromotion) -> String {
 }
 
 /// Gate and rollback readings from the spec's metric source and the Redis probe.
-async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Readings {
+async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: Wanted) -> Readings {
     let window = window_for(interval(cp), ctx.min_window);
-    let wanted = Wanted::for_spec(&cp.spec.promotion);
     let (mut readings, redis) = futures::join!(
         read_providers(cp, ctx, ns, &wanted, window),
         probe_redis(cp, ctx, ns, &wanted, window)
@@ -154,12 +153,11 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
     let status = cp.status.clone().unwrap_or_default();
     // Readings matter only while a step is being judged; skipping them otherwise keeps idle
     // and finished promotions from loading Prometheus.
-    let judging =
-        matches!(status.phase, Phase::Progressing | Phase::Paused) && status.observed_generation == Some(generation);
-    let readings = if judging {
-        read_metrics(cp, ctx, ns).await
-    } else {
-        Default::default()
+    let current = status.observed_generation == Some(generation);
+    let readings = match status.phase {
+        Phase::Progressing | Phase::Paused if current => read_metrics(cp, ctx, ns, Wanted::for_spec(spec)).await,
+        Phase::Watching if current => read_metrics(cp, ctx, ns, Wanted::for_watch(spec)).await,
+        _ => Readings::default(),
     };
     let obs = Observation {
         generation,

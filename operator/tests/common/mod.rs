@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use canary_operator::CanaryPromotion;
 use canary_operator::clock::SystemClock;
-use canary_operator::provider::Sli;
 use canary_operator::provider::prometheus::{builtin_query, samples_query};
+use canary_operator::provider::{Sli, Track};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -409,21 +409,31 @@ impl ScriptedProm {
     }
 
     pub fn set(&self, sli: Sli, v: Option<f64>) {
-        self.set_query(&builtin_query(sli, WINDOW), v);
+        self.set_on(Track::Canary, sli, v);
+    }
+
+    /// The SLI of one track (the stable one is read by the post-promotion watch).
+    pub fn set_on(&self, track: Track, sli: Sli, v: Option<f64>) {
+        self.set_query(&builtin_query(sli, track, WINDOW), v);
     }
 
     pub fn set_samples(&self, v: Option<f64>) {
-        self.set_query(&samples_query(WINDOW), v);
+        for track in [Track::Canary, Track::Stable] {
+            self.set_query(&samples_query(track, WINDOW), v);
+        }
     }
 
+    /// Both tracks healthy.
     pub fn all_green(&self) {
-        self.set(Sli::Availability, Some(0.9995));
-        self.set(Sli::P95LatencyMs, Some(180.0));
-        self.set(Sli::ErrorRate5xx, Some(0.001));
-        self.set(Sli::RateLimited429, Some(0.002));
-        self.set(Sli::LimiterRedisErrors, Some(0.0));
-        self.set(Sli::OpenaiFallbackRate, Some(0.01));
-        self.set(Sli::DbPoolUtilization, Some(0.3));
+        for track in [Track::Canary, Track::Stable] {
+            self.set_on(track, Sli::Availability, Some(0.9995));
+            self.set_on(track, Sli::P95LatencyMs, Some(180.0));
+            self.set_on(track, Sli::ErrorRate5xx, Some(0.001));
+            self.set_on(track, Sli::RateLimited429, Some(0.002));
+            self.set_on(track, Sli::LimiterRedisErrors, Some(0.0));
+            self.set_on(track, Sli::OpenaiFallbackRate, Some(0.01));
+            self.set_on(track, Sli::DbPoolUtilization, Some(0.3));
+        }
     }
 }
 
