@@ -23,9 +23,7 @@ async fn nginx_full_promotion() {
     bounded(async {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
-        c.create_deployment("api", OLD_IMAGE, 2).await;
-        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
-        c.create_canary_ingress("api-canary").await;
+        c.create_nginx_scene().await;
         let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "2s", "3s")).await;
 
@@ -85,9 +83,7 @@ async fn rollback_when_a_criterion_holds_for_its_window() {
     bounded(async {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
-        c.create_deployment("api", OLD_IMAGE, 2).await;
-        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
-        c.create_canary_ingress("api-canary").await;
+        c.create_nginx_scene().await;
         let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "1h", "2s")).await;
         eventually(LIMIT, "weight 10", || async {
@@ -111,13 +107,7 @@ async fn rollback_when_a_criterion_holds_for_its_window() {
         assert!(elapsed <= Duration::from_secs(5), "rollback too slow: {elapsed:?}");
         eprintln!("breach visible → weight 0: {elapsed:?} (for = 2s, interval = 1s)");
         let s = c.wait_phase("promo", "RolledBack", Duration::from_secs(5)).await;
-        let rb = s["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "RolledBack")
-            .unwrap()
-            .clone();
+        let rb = condition(&s, "RolledBack");
         assert_eq!(rb["status"], "True");
         assert_eq!(rb["reason"], "RollbackCriterion");
         assert!(
@@ -170,13 +160,7 @@ async fn missing_deployment_gets_a_condition_and_recovers() {
         // Creating the Deployment is a change the controller watches: it starts.
         c.create_deployment("api-canary", NEW_IMAGE, 1).await;
         let s = c.wait_phase("promo", "Progressing", Duration::from_secs(10)).await;
-        let resolved = s["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "ReferencesResolved")
-            .unwrap()
-            .clone();
+        let resolved = condition(&s, "ReferencesResolved");
         assert_eq!(resolved["status"], "True");
         op.shutdown().await;
     })
@@ -188,9 +172,7 @@ async fn deletion_mid_flight_restores_stable() {
     bounded(async {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
-        c.create_deployment("api", OLD_IMAGE, 2).await;
-        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
-        c.create_canary_ingress("api-canary").await;
+        c.create_nginx_scene().await;
         let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "1h", "1m")).await;
         eventually(LIMIT, "weight 10", || async {
@@ -215,9 +197,7 @@ async fn no_data_holds_the_step() {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
         prom.set_samples(None);
-        c.create_deployment("api", OLD_IMAGE, 2).await;
-        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
-        c.create_canary_ingress("api-canary").await;
+        c.create_nginx_scene().await;
         let op = InProcess::start(&c).await;
         c.create_cp("promo", spec(nginx(), &prom.address, "1s", "1m")).await;
         c.wait_phase("promo", "Progressing", Duration::from_secs(10)).await;
@@ -710,9 +690,7 @@ async fn notifications_reach_their_sinks_and_dead_ones_delay_nothing() {
         c.grant_secret_reads().await;
         let receiver = Receiver::start().await;
         let prom = ScriptedProm::start().await;
-        c.create_deployment("api", OLD_IMAGE, 2).await;
-        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
-        c.create_canary_ingress("api-canary").await;
+        c.create_nginx_scene().await;
         let down = format!("http://127.0.0.1:{}/down/t0ken", testkit::free_port());
         for (secret, url) in [
             ("slack", receiver.url("slack")),
@@ -783,9 +761,7 @@ async fn a_breach_after_the_promotion_rolls_the_stable_image_back() {
     bounded(async {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
-        c.create_deployment("api", OLD_IMAGE, 2).await;
-        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
-        c.create_canary_ingress("api-canary").await;
+        c.create_nginx_scene().await;
         let op = InProcess::start(&c).await;
         let mut spec = spec(nginx(), &prom.address, "1s", "2s");
         spec["postPromotion"] = json!({"watch": "10m", "rollback": true});
@@ -794,13 +770,7 @@ async fn a_breach_after_the_promotion_rolls_the_stable_image_back() {
         assert_eq!(c.image("api").await, NEW_IMAGE);
         assert_eq!(s["previousStableImage"], OLD_IMAGE);
         assert!(s["watchUntil"].is_string(), "{s}");
-        let promoted = s["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Promoted")
-            .unwrap()
-            .clone();
+        let promoted = condition(&s, "Promoted");
         assert_eq!(
             promoted["status"], "True",
             "kubectl wait --for=condition=Promoted returns"
@@ -821,13 +791,7 @@ async fn a_breach_after_the_promotion_rolls_the_stable_image_back() {
             OLD_IMAGE,
             "the stable Deployment runs the previous image"
         );
-        let rolled_back = s["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "RolledBack")
-            .unwrap()
-            .clone();
+        let rolled_back = condition(&s, "RolledBack");
         assert_eq!(rolled_back["reason"], "PostPromotionBreach");
         assert!(s["message"].as_str().unwrap().contains("errorRate5xx"), "{s}");
         let reasons = eventually(Duration::from_secs(5), "the breach event", || async {

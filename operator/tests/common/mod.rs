@@ -245,6 +245,14 @@ impl Cluster {
         self.deployments().create(&PostParams::default(), &d).await.unwrap();
     }
 
+    /// The usual scene: Deployments `api` (2 replicas of the old image) and `api-canary`
+    /// (1 of the new), and the canary Ingress `api-canary`.
+    pub async fn create_nginx_scene(&self) {
+        self.create_deployment("api", OLD_IMAGE, 2).await;
+        self.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        self.create_canary_ingress("api-canary").await;
+    }
+
     pub async fn create_canary_ingress(&self, name: &str) {
         let ing: Ingress = serde_json::from_value(json!({
             "metadata": {"name": name, "annotations": {"nginx.ingress.kubernetes.io/canary": "true"}},
@@ -435,6 +443,15 @@ impl ScriptedProm {
             self.set_on(track, Sli::DbPoolUtilization, Some(0.3));
         }
     }
+}
+
+/// The condition of `type_` in a status, as JSON (panics when absent).
+pub fn condition(status: &Value, type_: &str) -> Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
 /// A promotion spec with short timings: interval 1 s, bakes of `bake`.
