@@ -74,6 +74,7 @@ pub struct Metrics {
     pub gate_evaluations: Family<StateLabel, Counter>,
     pub breach_to_rollback: Histogram,
     pub late_rollbacks: Counter,
+    pub post_promotion_breaches: Counter,
     notifications: Family<OutcomeLabel, Counter>,
     pub leader: Gauge,
     weight: Family<PromotionLabel, Gauge>,
@@ -138,6 +139,12 @@ impl Metrics {
             "Rollbacks whose breach-to-weight-0 time exceeded the promotion's spec.rollbackWithin",
             late_rollbacks.clone(),
         );
+        let post_promotion_breaches = Counter::default();
+        registry.register(
+            "post_promotion_breaches",
+            "Rollback criteria that held for their window on the stable track during a post-promotion watch",
+            post_promotion_breaches.clone(),
+        );
         let notifications = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "notifications",
@@ -177,6 +184,7 @@ impl Metrics {
             gate_evaluations,
             breach_to_rollback,
             late_rollbacks,
+            post_promotion_breaches,
             notifications,
             leader,
             phases: Mutex::new(HashMap::new()),

@@ -107,8 +107,10 @@ pub struct ApiSettings {
 }
 
 impl ApiProcess {
-    /// Starts it on a free loopback port and waits for `/readyz` (migrations done).
-    pub async fn start(binary: &Path, track: &'static str, settings: &ApiSettings) -> Result<Self> {
+    /// Starts it on a free loopback port and waits for `/readyz` (migrations done), or only
+    /// for `/healthz` when `expect_ready` is false (a release that cannot reach its database
+    /// never gets ready, but it runs and answers).
+    pub async fn start(binary: &Path, track: &'static str, settings: &ApiSettings, expect_ready: bool) -> Result<Self> {
         let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
         let log = settings.log_dir.join(format!("api-{track}.log"));
         let mut command = Command::new(binary);
@@ -130,8 +132,9 @@ impl ApiProcess {
             .arg("--insecure-no-auth")
             .env("LOG_FILTER", "warn");
         let child = spawn(command, &log)?;
+        let probe = if expect_ready { "readyz" } else { "healthz" };
         wait_until_ok(
-            &format!("http://{addr}/readyz"),
+            &format!("http://{addr}/{probe}"),
             &format!("scholarship-api ({track})"),
             &log,
             Duration::from_secs(60),

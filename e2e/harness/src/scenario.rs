@@ -27,9 +27,20 @@ const REDIS_PASSWORD: &str = "demo-redis-password";
 /// Phases after which the operator does nothing more on its own.
 pub const TERMINAL_PHASES: [&str; 3] = ["Promoted", "RolledBack", "Failed"];
 
+/// What the canary release does once it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryRelease {
+    /// Serves like the stable one: the promotion walks every step.
+    Healthy,
+    /// Ships with a database URL that points nowhere (a wrong Secret, a dropped grant): every
+    /// catalogue read answers 503, so the 5xx rollback criterion fires.
+    BrokenDatabase,
+}
+
 #[derive(Debug, Clone)]
 pub struct ScenarioConfig {
     pub binaries: Binaries,
+    pub canary: CanaryRelease,
     /// `(weight, bake)` per step.
     pub steps: Vec<(u32, Duration)>,
     /// The promotion's evaluation interval.
@@ -54,6 +65,7 @@ impl ScenarioConfig {
         let s = Duration::from_secs;
         Self {
             binaries,
+            canary: CanaryRelease::Healthy,
             steps: vec![(10, s(10)), (30, s(12)), (60, s(12)), (100, s(10))],
             interval: s(2),
             min_window: s(10),
@@ -201,10 +213,25 @@ impl Stack {
             redis_ca_file: redis_tls.ca_cert.clone(),
             log_dir: log_dir.clone(),
         };
-        let stable_api = ApiProcess::start(&config.binaries.api, "stable", &api_settings).await?;
-        let canary_api = ApiProcess::start(&config.binaries.api, "canary", &api_settings).await?;
+        let stable_api = ApiProcess::start(&config.binaries.api, "stable", &api_settings, true).await?;
+        let canary_api = match config.canary {
+            CanaryRelease::Healthy => ApiProcess::start(&config.binaries.api, "canary", &api_settings, true).await?,
+            CanaryRelease::BrokenDatabase => {
+                // A port nothing listens on: the release's database is unreachable.
+                let broken = ApiSettings {
+                    database_url: format!("postgres://postgres@127.0.0.1:{}/scholarships", testkit::free_port()),
+                    ..api_settings.clone()
+                };
+                ApiProcess::start(&config.binaries.api, "canary", &broken, false).await?
+            }
+        };
+        let broken = if config.canary == CanaryRelease::BrokenDatabase {
+            " (this release cannot reach its database)"
+        } else {
+            ""
+        };
         progress(&format!(
-            "scholarship-api --track stable on {}, --track canary on {}",
+            "scholarship-api --track stable on {}, --track canary on {}{broken}",
             stable_api.addr, canary_api.addr
         ));
 

@@ -1,16 +1,21 @@
 //! The whole scenario with the real binaries: PostgreSQL, Redis, Prometheus, two
 //! `scholarship-api` processes, the ingress and kubelet stand-ins, load, and the real
-//! `canary-operator` on a real kube-apiserver. The promotion must walk 10/30/60/100
-//! and end `Promoted`, with the stable Deployment on the canary image and no 5xx.
+//! `canary-operator` on a real kube-apiserver. A good release must walk 10/30/60/100 and end
+//! `Promoted`, with the stable Deployment on the canary image and no 5xx; a bad one (its
+//! database unreachable) must be rolled back by the 5xx criterion, stable untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use canary_e2e::manifests::{CANARY_IMAGE, NAMESPACE};
+use canary_e2e::manifests::{CANARY_IMAGE, NAMESPACE, STABLE_IMAGE};
 use canary_e2e::processes::Binaries;
-use canary_e2e::scenario::{ScenarioConfig, Stack};
+use canary_e2e::scenario::{CanaryRelease, ScenarioConfig, Stack};
+
+/// One scenario at a time: each runs a whole stack, and two at once on two cores would
+/// measure the machine, not the operator.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The profile directory this test was built into (`<target>/debug`): the test binary lives
 /// in its `deps/`, wherever `CARGO_TARGET_DIR` put it.
@@ -45,6 +50,7 @@ fn binaries() -> Binaries {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn canary_walks_every_step_and_is_promoted_without_errors() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     canary_e2e::install_crypto_provider();
     canary_e2e::init_logging("warn");
     let started = Instant::now();
@@ -112,4 +118,64 @@ async fn canary_walks_every_step_and_is_promoted_without_errors() {
         "{rendered}"
     );
     assert!(started.elapsed() < Duration::from_secs(240));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_that_loses_its_database_is_rolled_back_by_the_5xx_criterion() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    canary_e2e::install_crypto_provider();
+    canary_e2e::init_logging("warn");
+    let mut config = ScenarioConfig::demo(binaries());
+    config.canary = CanaryRelease::BrokenDatabase;
+    config.timeout = Duration::from_secs(120);
+    let timeout = config.timeout;
+
+    let (table, report) = tokio::time::timeout(Duration::from_secs(180), async {
+        let stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
+        stack.wait_for_terminal_phase(timeout).await;
+        let table = stack
+            .kubectl(&["get", "canarypromotions", "-n", NAMESPACE, "-o", "wide"])
+            .await
+            .unwrap();
+        (table, stack.finish().await.unwrap())
+    })
+    .await
+    .expect("the scenario finished within 3 minutes");
+    let rendered = report.render();
+    eprintln!("{rendered}");
+
+    assert_eq!(report.phase, "RolledBack", "{rendered}");
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.split_whitespace()
+            .take(3)
+            .eq(["scholarship-api", "RolledBack", "0"]),
+        "kubectl shows: {table}"
+    );
+    // The criterion, its value and its threshold are in status and in the Events.
+    let message = report.status["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("rollback: errorRate5xx "), "{rendered}");
+    let criterion = report.status["rollback"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["metric"] == "errorRate5xx"))
+        .unwrap_or_else(|| panic!("no errorRate5xx criterion: {rendered}"));
+    assert!(criterion["value"].as_f64().unwrap_or_default() > 0.05, "{rendered}");
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.reason == "RollbackStarted" && e.note.contains("errorRate5xx")),
+        "{rendered}"
+    );
+    // Never past the first step, stable untouched, the canary dark at the end.
+    assert_eq!(report.canary_weights_seen(), [10], "{rendered}");
+    assert_eq!(report.stable_image.as_deref(), Some(STABLE_IMAGE), "{rendered}");
+    assert_eq!(report.segments.last().unwrap().weight.weight, 0, "{rendered}");
+    assert_eq!(report.segments.last().unwrap().split.canary.requests, 0, "{rendered}");
+    // The stable track served throughout: every failure was the canary's.
+    assert_eq!(report.ingress_totals.stable.status_5xx, 0, "{rendered}");
+    // for: 20s, plus an interval (2 s), the metric window (10 s) and the scrape (1 s), at most.
+    let took = report.breach_to_weight_zero().expect("a breach and a weight of 0");
+    eprintln!("breach visible at the ingress -> canary weight 0: {took:?}");
+    assert!(took < Duration::from_secs(40), "{took:?}: {rendered}");
 }

@@ -100,8 +100,9 @@ pub struct Decision {
     pub requeue_after: Option<Duration>,
 }
 
-/// Condition reason of a rollback by the post-promotion watch.
-const POST_PROMOTION_BREACH: &str = "PostPromotionBreach";
+/// Condition reason of a rollback by the post-promotion watch, and the condition type a
+/// report-only watch sets on a breach.
+pub const POST_PROMOTION_BREACH: &str = "PostPromotionBreach";
 
 /// Decides the next step of one promotion. See the crate docs for the policy.
 pub fn decide(spec: &PromotionSpec, status: &CanaryPromotionStatus, obs: &Observation, now: DateTime<Utc>) -> Decision {
@@ -112,6 +113,7 @@ pub fn decide(spec: &PromotionSpec, status: &CanaryPromotionStatus, obs: &Observ
         events: Vec::new(),
         patch: None,
         rollback_reason: None,
+        reported_conditions: Vec::new(),
     };
     let plan = match Plan::compile(spec) {
         Ok(plan) => plan,
@@ -130,6 +132,8 @@ struct Tick<'a> {
     patch: Option<String>,
     /// Condition reason for a rollback that happened in this tick.
     rollback_reason: Option<&'static str>,
+    /// Conditions outside the phase-derived four that changed this tick.
+    reported_conditions: Vec<Condition>,
 }
 
 impl Tick<'_> {
@@ -205,11 +209,20 @@ impl Tick<'_> {
             } else {
                 "reported only: postPromotion.rollback is false"
             };
-            self.event(
-                EventType::Warning,
-                Reason::PostPromotionBreach,
-                format!("post-promotion: {reason} on the stable track running {image} ({why})"),
-            );
+            let message = format!("post-promotion: {reason} on the stable track running {image} ({why})");
+            let generation = self.st.observed_generation.unwrap_or(self.obs.generation);
+            if let Some(changed) = conditions::set_condition(
+                &mut self.st.conditions,
+                POST_PROMOTION_BREACH,
+                ConditionStatus::True,
+                "RollbackCriterion",
+                &message,
+                generation,
+                self.now,
+            ) {
+                self.reported_conditions.push(changed);
+            }
+            self.event(EventType::Warning, Reason::PostPromotionBreach, message);
             // Reported once per window while the breach lasts, not once per interval.
             for c in &mut self.st.rollback {
                 c.breach_since = None;
@@ -244,6 +257,8 @@ impl Tick<'_> {
         st.promotion_started_at = None;
         st.previous_stable_image = None;
         st.watch_until = None;
+        // A breach reported for an earlier run says nothing about this one.
+        st.conditions.retain(|c| c.type_ != POST_PROMOTION_BREACH);
         st.approved_step = None;
         st.gates.clear();
         st.rollback.clear();
@@ -712,7 +727,8 @@ impl Tick<'_> {
             plan.interval.to_std().ok()
         };
         let weight = st.weight;
-        let condition_changes = self.update_conditions();
+        let mut condition_changes = self.update_conditions();
+        condition_changes.append(&mut self.reported_conditions);
         Decision {
             status: self.st,
             weight,

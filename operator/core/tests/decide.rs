@@ -555,6 +555,10 @@ fn a_report_only_watch_reports_each_window_of_a_breach_and_keeps_watching() {
         .find(|e| e.reason.as_str() == "PostPromotionBreach")
         .unwrap();
     assert!(event.message.contains("reported only"), "{}", event.message);
+    let (status, reason) = condition(&sim.status, "PostPromotionBreach");
+    assert_eq!((status, reason.as_str()), (ConditionStatus::True, "RollbackCriterion"));
+    // Promoted all the same: the breach is reported, not acted on.
+    assert_eq!(condition(&sim.status, "Promoted").0, ConditionStatus::True);
 }
 
 #[test]

@@ -333,6 +333,11 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
     act::publish(&cp, ctx, &outcome.decision.events, outcome.decision.status.current_step).await;
     ctx.notifier
         .notify(&cp, &outcome.decision.status, &outcome.decision.events, now);
+    for event in &outcome.decision.events {
+        if event.reason == canary_core::Reason::PostPromotionBreach {
+            ctx.metrics.post_promotion_breaches.inc();
+        }
+    }
     ctx.metrics.set_phase(&key(&cp), Some(outcome.decision.status.phase));
     ctx.metrics
         .set_progress(ns, &cp.name_any(), Some(&outcome.decision.status));

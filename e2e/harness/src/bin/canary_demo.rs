@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use canary_e2e::manifests::{NAMESPACE, PROMOTION};
 use canary_e2e::processes::Binaries;
-use canary_e2e::scenario::{ScenarioConfig, Stack, TERMINAL_PHASES};
+use canary_e2e::scenario::{CanaryRelease, ScenarioConfig, Stack, TERMINAL_PHASES};
 use clap::Parser;
 
 /// One-command local demo of the canary operator promoting scholarship-api v1.4.0 → v1.5.0.
@@ -31,6 +31,17 @@ struct Cli {
     /// Keep the directory with every process's log.
     #[arg(long, env = "CANARY_DEMO_KEEP_LOGS")]
     keep_logs: bool,
+    /// Which releases to run: `good` (promoted through every step), `bad` (its canary cannot
+    /// reach the database and is rolled back), or `both`, one after the other.
+    #[arg(long, env = "CANARY_DEMO_RELEASES", value_enum, default_value_t = Releases::Both)]
+    releases: Releases,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Releases {
+    Good,
+    Bad,
+    Both,
 }
 
 fn main() -> ExitCode {
@@ -66,13 +77,46 @@ fn main() -> ExitCode {
     code
 }
 
-/// Runs the demo; `Ok(true)` when the promotion ended `Promoted`.
+/// Runs the chosen releases; `Ok(true)` when each ended as it should (the good one
+/// `Promoted`, the bad one `RolledBack`).
 async fn demo(cli: Cli) -> Result<bool, canary_e2e::HarnessError> {
     let binaries = match &cli.bin_dir {
         Some(dir) => Binaries::in_dir(dir),
         None => Binaries::next_to_current_exe()?,
     };
+    let releases: &[CanaryRelease] = match cli.releases {
+        Releases::Good => &[CanaryRelease::Healthy],
+        Releases::Bad => &[CanaryRelease::BrokenDatabase],
+        Releases::Both => &[CanaryRelease::Healthy, CanaryRelease::BrokenDatabase],
+    };
+    let mut as_expected = true;
+    for (i, release) in releases.iter().enumerate() {
+        if i > 0 {
+            println!(
+                "
+{}
+",
+                "=".repeat(100)
+            );
+        }
+        let phase = run_release(&cli, binaries.clone(), *release).await?;
+        let expected = match release {
+            CanaryRelease::Healthy => "Promoted",
+            CanaryRelease::BrokenDatabase => "RolledBack",
+        };
+        as_expected &= phase == expected;
+    }
+    Ok(as_expected)
+}
+
+/// One release on a fresh stack; returns the final phase.
+async fn run_release(
+    cli: &Cli,
+    binaries: Binaries,
+    release: CanaryRelease,
+) -> Result<String, canary_e2e::HarnessError> {
     let mut config = ScenarioConfig::demo(binaries);
+    config.canary = release;
     config.requests_per_second = cli.rate;
     config.timeout = Duration::from_secs(cli.timeout_seconds);
     config.keep_logs = cli.keep_logs;
@@ -82,7 +126,15 @@ async fn demo(cli: Cli) -> Result<bool, canary_e2e::HarnessError> {
         .map(|(w, bake)| format!("{w}% for {}s", bake.as_secs()))
         .collect::<Vec<_>>()
         .join(", ");
-    println!("canary-demo: promoting scholarship-api v1.4.0 -> v1.5.0 in steps of {steps}\n");
+    match release {
+        CanaryRelease::Healthy => {
+            println!("canary-demo: promoting scholarship-api v1.4.0 -> v1.5.0 in steps of {steps}\n");
+        }
+        CanaryRelease::BrokenDatabase => println!(
+            "canary-demo: the bad day: v1.5.0 ships with a database URL that points nowhere, so its \
+             reads answer 503.\n             Steps of {steps}; rollback when the 5xx rate stays above 5 % for 20 s.\n"
+        ),
+    }
     let timeout = config.timeout;
     let stack = Stack::start(config, |line| println!("  started: {line}")).await?;
     println!("\n  logs: {}", stack.log_dir().display());
@@ -151,5 +203,5 @@ async fn demo(cli: Cli) -> Result<bool, canary_e2e::HarnessError> {
         }
     }
     println!("\n$ kubectl get deployments -n {NAMESPACE} -o wide\n{deployments}");
-    Ok(report.phase == "Promoted")
+    Ok(report.phase)
 }

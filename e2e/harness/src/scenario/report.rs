@@ -77,6 +77,17 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// From the first canary failure users could see (the ingress routing to a canary that
+    /// answered 5xx or did not answer) to the ingress routing no traffic to the canary: the
+    /// whole user-visible cost of a bad release, measured where users meet it.
+    pub fn breach_to_weight_zero(&self) -> Option<Duration> {
+        let first_bad = self.segments.iter().position(|s| {
+            s.weight.percent() > 0.0 && s.split.canary.status_5xx + s.split.canary.transport_errors > 0
+        })?;
+        let zero = self.segments[first_bad..].iter().find(|s| s.weight.percent() == 0.0)?;
+        zero.since.checked_sub(self.segments[first_bad].since)
+    }
+
     /// Non-zero canary weights the ingress applied, in order (percent, rounded).
     pub fn canary_weights_seen(&self) -> Vec<u32> {
         self.segments
@@ -164,6 +175,31 @@ impl ScenarioReport {
             "Final status message: {}",
             self.status["message"].as_str().unwrap_or("")
         );
+        if let Some(criteria) = self.status["rollback"].as_array() {
+            let _ = writeln!(
+                out,
+                "Rollback criteria at the end (metric, value, threshold, breached since):"
+            );
+            for c in criteria {
+                let _ = writeln!(
+                    out,
+                    "  {:<22} {:>10}  {:<8} {}",
+                    c["metric"].as_str().unwrap_or(""),
+                    c["value"]
+                        .as_f64()
+                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
+                    c["threshold"].as_str().unwrap_or(""),
+                    c["breachSince"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        if let Some(took) = self.breach_to_weight_zero() {
+            let _ = writeln!(
+                out,
+                "Breach visible (first canary 5xx at the ingress) -> canary weight 0 at the ingress: {:.1} s",
+                took.as_secs_f64()
+            );
+        }
         out
     }
 }
