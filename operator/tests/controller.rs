@@ -784,6 +784,7 @@ async fn a_breach_after_the_promotion_rolls_the_stable_image_back() {
         prom.set_on(Track::Stable, Sli::ErrorRate5xx, Some(0.5));
         let s = c.wait_phase("promo", "RolledBack", Duration::from_secs(15)).await;
         let took = breach.elapsed();
+        eprintln!("stable-track breach visible → previous image set: {took:?} (for = 2s, interval = 1s)");
         // `for: 2s` plus up to an interval (1 s) plus the reconcile.
         assert!(took < Duration::from_secs(6), "{took:?}");
         assert_eq!(
