@@ -4,6 +4,7 @@
 mod act;
 mod observe;
 mod status;
+mod unreadable;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -15,6 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
@@ -172,14 +174,18 @@ impl Context {
     }
 }
 
-fn key(cp: &CanaryPromotion) -> String {
+/// A watched CanaryPromotion: the object, or what could be read of one this version cannot
+/// deserialize (see `unreadable`).
+type Watched = DeserializeGuard<CanaryPromotion>;
+
+fn key<K: Resource>(cp: &K) -> String {
     format!("{}/{}", cp.namespace().unwrap_or_default(), cp.name_any())
 }
 
 /// Which changes to a CanaryPromotion need a reconcile: the spec (generation), a one-off
 /// action, deletion and our finalizer. Status changes are our own writes and must not
 /// trigger another round, or every status write would loop straight back.
-fn trigger_hash(cp: &CanaryPromotion) -> Option<u64> {
+fn trigger_hash(cp: &Watched) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     cp.meta().generation.hash(&mut h);
     cp.annotations().get(ACTION_ANNOTATION).hash(&mut h);
@@ -190,16 +196,19 @@ fn trigger_hash(cp: &CanaryPromotion) -> Option<u64> {
 
 /// Maps a changed Deployment/Ingress/HTTPRoute to the CanaryPromotions naming it.
 fn referencing(
-    store: &Store<CanaryPromotion>,
+    store: &Store<Watched>,
     namespace: Option<String>,
     name: String,
     matches: fn(&CanaryPromotion, &str) -> bool,
-) -> Vec<ObjectRef<CanaryPromotion>> {
+) -> Vec<ObjectRef<Watched>> {
     store
         .state()
         .iter()
-        .filter(|cp| cp.namespace() == namespace && matches(cp, &name))
-        .map(|cp| ObjectRef::from_obj(cp.as_ref()))
+        .filter(|w| {
+            w.0.as_ref()
+                .is_ok_and(|cp| cp.namespace() == namespace && matches(cp, &name))
+        })
+        .map(|w| ObjectRef::from_obj(w.as_ref()))
         .collect()
 }
 
@@ -211,7 +220,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let (cps, deployments, ingresses): (Api<CanaryPromotion>, Api<Deployment>, Api<Ingress>) = match namespace {
+    let (cps, deployments, ingresses): (Api<Watched>, Api<Deployment>, Api<Ingress>) = match namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -288,13 +297,17 @@ pub async fn run(
         .await;
 }
 
-#[instrument(skip_all, fields(namespace = cp.namespace().unwrap_or_default(), name = cp.name_any()))]
-async fn reconcile(cp: Arc<CanaryPromotion>, ctx: Arc<Context>) -> Result<Action, Error> {
+#[instrument(skip_all, fields(namespace = watched.namespace().unwrap_or_default(), name = watched.name_any()))]
+async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     if !ctx.leadership.is_leader() {
         return Err(Error::NotLeader);
     }
+    let cp = match &watched.0 {
+        Ok(cp) => Arc::new(cp.clone()),
+        Err(invalid) => return unreadable::report(invalid, &ctx).await,
+    };
     let ns = cp.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<CanaryPromotion> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, cp, |event| async {
@@ -338,11 +351,12 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
             ctx.metrics.post_promotion_breaches.inc();
         }
     }
-    ctx.metrics.set_phase(&key(&cp), Some(outcome.decision.status.phase));
+    ctx.metrics
+        .set_phase(&key(cp.as_ref()), Some(outcome.decision.status.phase));
     ctx.metrics
         .set_progress(ns, &cp.name_any(), Some(&outcome.decision.status));
     if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(&key(&cp));
+        f.remove(&key(cp.as_ref()));
     }
     Ok(match outcome.requeue_after {
         Some(after) => Action::requeue(after),
@@ -364,23 +378,23 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
                 Err(e) => return Err(Error::Router(e)),
             }
         }
-        ctx.metrics.set_phase(&key(&cp), None);
+        ctx.metrics.set_phase(&key(cp.as_ref()), None);
         ctx.metrics.set_progress(ns, &cp.name_any(), None);
-        ctx.scrapes.forget(&observe::history_key(&cp));
-        ctx.evictions.forget(&observe::history_key(&cp));
+        ctx.scrapes.forget(&observe::history_key(cp.as_ref()));
+        ctx.evictions.forget(&observe::history_key(cp.as_ref()));
         Ok(Action::await_change())
     }
     .instrument(span)
     .await
 }
 
-fn error_policy(cp: Arc<CanaryPromotion>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(cp: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error(error.category());
     let failures = ctx
         .failures
         .lock()
         .map(|mut f| {
-            let n = f.entry(key(&cp)).or_insert(0);
+            let n = f.entry(key(cp.as_ref())).or_insert(0);
             *n = n.saturating_add(1);
             *n
         })
