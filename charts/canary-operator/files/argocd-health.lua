@@ -32,6 +32,18 @@ if status == nil or status.phase == nil then
   return hs
 end
 
+-- A Deployment, Ingress or HTTPRoute the promotion names is missing or unusable: the operator
+-- cannot act until it exists, whatever the phase says.
+if status.conditions ~= nil then
+  for _, condition in ipairs(status.conditions) do
+    if condition.type == "ReferencesResolved" and condition.status == "False" then
+      hs.status = "Degraded"
+      hs.message = condition.message or "a referenced object is missing"
+      return hs
+    end
+  end
+end
+
 -- A spec change the operator has not acted on yet says nothing about the new spec's health.
 local generation = obj.metadata and obj.metadata.generation
 if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation then

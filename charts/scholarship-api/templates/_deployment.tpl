@@ -17,7 +17,8 @@ metadata:
 spec:
   {{- /* With the autoscaler on, the HPA owns the stable replica count, not the chart. */}}
   {{- if not (and (eq $track "stable") $v.autoscaling.enabled) }}
-  replicas: {{ ternary $v.canary.replicas $v.stable.replicas (eq $track "canary") }}
+  {{- $stableReplicas := ternary $v.autoscaling.minReplicas $v.stable.replicas $v.autoscaling.enabled }}
+  replicas: {{ ternary (default $stableReplicas $v.canary.replicas) $v.stable.replicas (eq $track "canary") }}
   {{- end }}
   revisionHistoryLimit: 5
   strategy:

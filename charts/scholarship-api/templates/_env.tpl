@@ -10,9 +10,9 @@
   valueFrom:
     secretKeyRef: { name: {{ $v.database.existingSecret }}, key: {{ $v.database.urlKey }} }
 - name: DB_MAX_CONNECTIONS
-  value: {{ $v.database.maxConnections | quote }}
+  value: {{ $v.database.maxConnections | int64 | toString | quote }}
 - name: BODY_LIMIT_BYTES
-  value: {{ $v.bodyLimitBytes | quote }}
+  value: {{ $v.bodyLimitBytes | int64 | toString | quote }}
 {{- with $v.cors.allowedOrigins }}
 - name: CORS_ALLOWED_ORIGINS
   value: {{ join "," . | quote }}
@@ -32,14 +32,14 @@
 - name: OPENAI_MODEL
   value: {{ .model | quote }}
 - name: OPENAI_TIMEOUT_MS
-  value: {{ .timeoutMs | quote }}
+  value: {{ .timeoutMs | int64 | toString | quote }}
 {{- end }}
 - name: IDEMPOTENCY_TTL_HOURS
-  value: {{ $v.idempotencyTtlHours | quote }}
+  value: {{ $v.idempotencyTtlHours | int64 | toString | quote }}
 - name: SHUTDOWN_DRAIN_MS
-  value: {{ $v.shutdown.drainMs | quote }}
+  value: {{ $v.shutdown.drainMs | int64 | toString | quote }}
 - name: SHUTDOWN_GRACE_SECONDS
-  value: {{ $v.shutdown.graceSeconds | quote }}
+  value: {{ $v.shutdown.graceSeconds | int64 | toString | quote }}
 {{- with $v.redis }}
 {{- if .url }}
 {{- if .auth.existingSecret }}
@@ -78,18 +78,18 @@
   value: "true"
 {{- end }}
 - name: REDIS_CONNECT_TIMEOUT_MS
-  value: {{ .connectTimeoutMs | quote }}
+  value: {{ .connectTimeoutMs | int64 | toString | quote }}
 - name: REDIS_COMMAND_TIMEOUT_MS
-  value: {{ .commandTimeoutMs | quote }}
+  value: {{ .commandTimeoutMs | int64 | toString | quote }}
 {{- end }}
 {{- end }}
 {{- with $v.limiter }}
 - name: LIMITER_TIMEOUT_MS
-  value: {{ .timeoutMs | quote }}
+  value: {{ .timeoutMs | int64 | toString | quote }}
 - name: RATE_LIMITS
   value: {{ .rateLimits | quote }}
 - name: LOCAL_LIMITER_MAX_KEYS
-  value: {{ .localMaxKeys | quote }}
+  value: {{ .localMaxKeys | int64 | toString | quote }}
 {{- with .trustedProxies }}
 - name: TRUSTED_PROXIES
   value: {{ join "," . | quote }}
@@ -119,13 +119,13 @@
 - name: JWT_ALGORITHMS
   value: {{ join "," .algorithms | quote }}
 - name: JWT_LEEWAY_SECONDS
-  value: {{ .leewaySeconds | quote }}
+  value: {{ .leewaySeconds | int64 | toString | quote }}
 - name: JWT_MAX_LIFETIME_SECONDS
-  value: {{ .maxLifetimeSeconds | quote }}
+  value: {{ .maxLifetimeSeconds | int64 | toString | quote }}
 - name: JWKS_REFRESH_COOLDOWN_SECONDS
-  value: {{ .jwksRefreshCooldownSeconds | quote }}
+  value: {{ .jwksRefreshCooldownSeconds | int64 | toString | quote }}
 - name: JWKS_MAX_REFRESH_INTERVAL_SECONDS
-  value: {{ .jwksMaxRefreshIntervalSeconds | quote }}
+  value: {{ .jwksMaxRefreshIntervalSeconds | int64 | toString | quote }}
 {{- with .testerClaim }}
 - name: JWT_TESTER_CLAIM
   value: {{ . | quote }}
@@ -135,7 +135,7 @@
 - name: REPLAY_FALLBACK
   value: {{ .replayFallback | quote }}
 - name: REPLAY_CACHE_MAX_ENTRIES
-  value: {{ .replayCacheMaxEntries | quote }}
+  value: {{ .replayCacheMaxEntries | int64 | toString | quote }}
 {{- if .allowTokensWithoutJti }}
 - name: ALLOW_TOKENS_WITHOUT_JTI
   value: "true"

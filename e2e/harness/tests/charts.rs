@@ -59,7 +59,8 @@ fn both_charts_lint_strictly_with_default_minimal_and_production_values() {
         api_release("scholarship"),
         api_release("scholarship")
             .set("router", "gatewayApi")
-            .set("gatewayApi.parentRefs[0].name", "public"),
+            .set("gatewayApi.parentRefs[0].name", "public")
+            .set("networkPolicy.gatewayNamespace", "gateway-system"),
     ];
     for release in &releases {
         let report = helm.lint_strict(release).unwrap_or_else(|e| panic!("{release:?}: {e}"));
@@ -109,6 +110,20 @@ fn bad_values_are_refused_naming_the_value() {
             "/recommendations/openai/timeoutMs",
         ),
         (minimal().set("auth.replayFallback", "open"), "/auth/replayFallback"),
+        // Values the schema must not let through because the binary would exit on them.
+        (minimal().set("auth.algorithms[0]", "RS384"), "/auth/algorithms/0"),
+        (
+            minimal().set("limiter.rateLimits", "catalogue=10/1m"),
+            "/limiter/rateLimits",
+        ),
+        (
+            minimal().set("limiter.preauthLimit", "10/500ms"),
+            "/limiter/preauthLimit",
+        ),
+        (
+            minimal().set("canaryPromotion.gates.sli.dbPoolUtilization", "< 0.8"),
+            "'dbPoolUtilization' not allowed",
+        ),
     ];
     for (release, named) in &cases {
         let err = helm
@@ -124,6 +139,31 @@ fn bad_values_are_refused_naming_the_value() {
             .set("redis.requireTls", "false"),
     )
     .unwrap();
+    let production =
+        || Release::new("scholarship-api", "scholarship-api", "scholarship").values("ci/production-values.yaml");
+    let refusals = [
+        (
+            production()
+                .set("router", "gatewayApi")
+                .set("gatewayApi.parentRefs[0].name", "public"),
+            "networkPolicy.gatewayNamespace",
+        ),
+        (
+            production().set("router", "none"),
+            "autoscaling.enabled with router none",
+        ),
+        (
+            production().set("canary.enabled", "false"),
+            "canaryPromotion.enabled needs canary.enabled",
+        ),
+    ];
+    for (release, named) in &refusals {
+        let err = helm
+            .template(release)
+            .expect_err(&format!("{:?} accepted", release.set))
+            .to_string();
+        assert!(err.contains(named), "{:?}: {err}", release.set);
+    }
     let err = helm
         .template(
             &Release::new("canary-operator", "canary-operator", "canary-operator")
@@ -251,7 +291,8 @@ fn both_charts_apply_to_a_real_api_server_and_the_operator_may_do_exactly_its_jo
         .template(
             &api_release("chart-api-gw")
                 .set("router", "gatewayApi")
-                .set("gatewayApi.parentRefs[0].name", "public"),
+                .set("gatewayApi.parentRefs[0].name", "public")
+                .set("networkPolicy.gatewayNamespace", "gateway-system"),
         )
         .unwrap();
     for rendered in [&operator, &api, &gateway] {
@@ -418,6 +459,20 @@ fn argo_cd_health_maps_every_phase_the_operator_writes() {
     let (status, message) = argocd_health(&promotion_in(Some(Phase::Promoted), 4, 3));
     assert_eq!(status, "Progressing", "{message}");
     assert!(message.contains("generation 4"), "{message}");
+    // A missing Deployment: Degraded with the operator's reason, not Progressing forever.
+    let mut missing = promotion_in(Some(Phase::Progressing), 4, 3);
+    missing["status"]["conditions"] = json!([
+        {"type": "Ready", "status": "False", "reason": "Progressing", "message": "m"},
+        {"type": "ReferencesResolved", "status": "False", "reason": "DeploymentNotFound",
+         "message": "Deployment team-a/api-canary not found"}
+    ]);
+    assert_eq!(
+        argocd_health(&missing),
+        (
+            "Degraded".to_owned(),
+            "Deployment team-a/api-canary not found".to_owned()
+        )
+    );
     let mut unknown = promotion_in(Some(Phase::Promoted), 3, 3);
     unknown["status"]["phase"] = json!("Exploded");
     assert_eq!(argocd_health(&unknown).0, "Unknown");
@@ -710,4 +765,44 @@ fn the_canary_ingress_leaves_the_weight_to_the_operator() {
         .as_u64()
         .unwrap();
     assert_eq!(grace, 5 + 25 + 5, "drain 5 s + grace 25 s + margin");
+}
+
+#[test]
+fn router_none_serves_both_tracks_through_one_service_and_scrapes_each_once() {
+    let docs = documents(
+        &helm()
+            .template(
+                &api_release("scholarship")
+                    .set("router", "none")
+                    .set("autoscaling.enabled", "false"),
+            )
+            .unwrap(),
+    );
+    assert!(of_kind(&docs, "Ingress").is_empty() && of_kind(&docs, "HTTPRoute").is_empty());
+    let services = of_kind(&docs, "Service");
+    let selector = |name: &str| {
+        services
+            .iter()
+            .find(|s| s["metadata"]["name"] == name)
+            .map(|s| s["spec"]["selector"].clone())
+            .unwrap_or_else(|| panic!("no Service {name}"))
+    };
+    assert!(
+        selector("scholarship-api").get("scholarship.dev/track").is_none(),
+        "both tracks"
+    );
+    assert_eq!(selector("scholarship-api-stable")["scholarship.dev/track"], "stable");
+    assert_eq!(selector("scholarship-api-canary")["scholarship.dev/track"], "canary");
+    let monitor = of_kind(&docs, "ServiceMonitor")[0];
+    assert_eq!(
+        monitor["spec"]["selector"]["matchExpressions"][0]["values"],
+        json!(["stable", "canary"]),
+        "the Service across both tracks is not scraped"
+    );
+    // Without the autoscaler the canary defaults to the stable size: it takes all traffic at
+    // the last step.
+    let deployments = of_kind(&docs, "Deployment");
+    let replicas: Vec<&Value> = deployments.iter().map(|d| &d["spec"]["replicas"]).collect();
+    assert_eq!(replicas, [&json!(3), &json!(3)]);
+    assert_eq!(of_kind(&docs, "PodDisruptionBudget").len(), 2, "one budget per track");
 }
