@@ -31,6 +31,8 @@ pub const FIELD_MANAGER: &str = "canary-operator";
 pub struct Settings {
     /// Watch one namespace only; `None` watches all.
     pub namespace: Option<String>,
+    /// Reconcile only the CanaryPromotions with these labels (a label selector).
+    pub shard_selector: Option<String>,
     /// `/metrics`, `/livez`, `/readyz`.
     pub listen: SocketAddr,
     /// `None`: no election, this replica always acts (a single replica).
@@ -49,6 +51,28 @@ pub enum RunError {
     Http(#[from] reqwest::Error),
     #[error("lost the leader lease")]
     LostLeadership,
+    #[error("--shard-selector {selector:?}: {message}")]
+    InvalidShardSelector { selector: String, message: String },
+}
+
+/// Asks the API server to parse the selector (a list of at most one object), so a typo stops
+/// the operator with the server's message instead of a watch that fails forever.
+async fn check_shard_selector(client: &Client, namespace: Option<&str>, selector: &str) -> Result<(), RunError> {
+    let api: kube::Api<CanaryPromotion> = match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    };
+    match api
+        .list_metadata(&kube::api::ListParams::default().labels(selector).limit(1))
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 400 => Err(RunError::InvalidShardSelector {
+            selector: selector.to_owned(),
+            message: status.message,
+        }),
+        // Anything else (the API server briefly away) is the watcher's to retry.
+        _ => Ok(()),
+    }
 }
 
 /// Resolves once `rx` turns true (or its sender is gone).
@@ -104,7 +128,13 @@ pub async fn run(
         }
         _ = leadership.acquired() => {}
     }
-    tracing::info!("leading: starting the controller");
+    if let Some(selector) = &settings.shard_selector {
+        check_shard_selector(&client, settings.namespace.as_deref(), selector).await?;
+    }
+    tracing::info!(
+        shard_selector = settings.shard_selector.as_deref(),
+        "leading: starting the controller"
+    );
     let ctx = Arc::new(reconcile::Context::new(
         client,
         clock,
@@ -127,6 +157,7 @@ pub async fn run(
     reconcile::run(
         ctx,
         settings.namespace.as_deref(),
+        settings.shard_selector.as_deref(),
         settings.concurrency,
         stop_controller,
     )

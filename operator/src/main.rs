@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (uses KUBECONFIG, or the in-cluster service account).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CanaryPromotion CustomResourceDefinition as YAML.
     Crd,
 }
@@ -36,6 +36,12 @@ struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "CANARY_OPERATOR_NAMESPACE")]
     namespace: Option<String>,
+    /// Reconcile only the CanaryPromotions this label selector matches (e.g.
+    /// `scholarship.dev/shard=a`), so several operators, each with its own Lease, split a
+    /// cluster's promotions. Give the shards disjoint selectors that together cover every
+    /// value, e.g. `shard=a`, `shard=b` and `shard notin (a,b)`.
+    #[arg(long, env = "CANARY_OPERATOR_SHARD_SELECTOR")]
+    shard_selector: Option<String>,
     /// Address of the /metrics, /livez and /readyz endpoints.
     #[arg(long, env = "CANARY_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -87,6 +93,7 @@ async fn run(args: RunArgs) -> ExitCode {
     let identity = args.identity.unwrap_or_else(identity);
     let settings = Settings {
         namespace: args.namespace,
+        shard_selector: args.shard_selector,
         listen: args.listen,
         lease: args.leader_election.then(|| LeaseSettings {
             name: args.lease_name,
@@ -143,7 +150,7 @@ fn main() -> ExitCode {
         // The work is I/O-bound and `decide` takes microseconds, so one thread is plenty; it
         // also keeps memory down (no per-worker allocator arenas and stacks).
         Command::Run(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt.block_on(run(args)),
+            Ok(rt) => rt.block_on(run(*args)),
             Err(e) => {
                 eprintln!("error: cannot start the runtime: {e}");
                 ExitCode::FAILURE

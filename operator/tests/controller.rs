@@ -805,3 +805,81 @@ async fn a_breach_after_the_promotion_rolls_the_stable_image_back() {
     })
     .await;
 }
+
+/// `--shard-selector`: two operators split the promotions by label, each reconciles only its
+/// own (its identity on every Event), and a promotion neither selects is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_the_promotions_by_label_and_never_touch_each_others() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        let mut shards = Vec::new();
+        for shard in ["a", "b"] {
+            let mut s = settings(&c.ns, None);
+            s.shard_selector = Some(format!("scholarship.dev/shard={shard}"));
+            s.identity = format!("shard-{shard}");
+            shards.push(InProcess::start_with(&c, s).await);
+        }
+        let mut names = Vec::new();
+        for (shard, i) in [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("c", 0)] {
+            let name = format!("p{shard}{i}");
+            c.create_deployment(&name, OLD_IMAGE, 1).await;
+            c.create_deployment(&format!("{name}-canary"), NEW_IMAGE, 1).await;
+            c.create_canary_ingress(&format!("{name}-canary")).await;
+            let mut spec = spec(
+                json!({"nginx": {"canaryIngress": format!("{name}-canary")}}),
+                &prom.address,
+                "1s",
+                "2s",
+            );
+            spec["stable"]["deployment"] = json!(name);
+            spec["canary"]["deployment"] = json!(format!("{name}-canary"));
+            let cp: canary_operator::CanaryPromotion = serde_json::from_value(json!({
+                "apiVersion": "scholarship.dev/v1alpha1", "kind": "CanaryPromotion",
+                "metadata": {"name": name, "labels": {"scholarship.dev/shard": shard}}, "spec": spec
+            }))
+            .unwrap();
+            c.cps().create(&Default::default(), &cp).await.unwrap();
+            names.push((shard, name));
+        }
+        for (shard, name) in names.iter().filter(|(shard, _)| *shard != "c") {
+            c.wait_phase(name, "Promoted", Duration::from_secs(40)).await;
+            let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(c.client.clone(), &c.ns);
+            let by: std::collections::BTreeSet<String> = events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str()))
+                .filter_map(|e| e.reporting_instance)
+                .collect();
+            assert_eq!(by.into_iter().collect::<Vec<_>>(), [format!("shard-{shard}")], "{name}");
+        }
+        let outside = c.cp("pc0").await.unwrap();
+        assert!(outside.status.is_none(), "no shard selects pc0: {:?}", outside.status);
+        assert!(outside.metadata.finalizers.unwrap_or_default().is_empty());
+        for shard in shards {
+            shard.shutdown().await;
+        }
+
+        // A selector the API server cannot parse stops the operator with its message.
+        let mut bad = settings(&c.ns, None);
+        bad.shard_selector = Some("scholarship.dev/shard in (a".into());
+        let (_stop, rx) = tokio::sync::watch::channel(false);
+        let err = canary_operator::run(
+            c.operator_client().await,
+            bad,
+            Arc::new(canary_operator::clock::SystemClock),
+            rx,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--shard-selector \"scholarship.dev/shard in (a\": "),
+            "{err}"
+        );
+    })
+    .await;
+}

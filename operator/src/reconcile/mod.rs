@@ -216,6 +216,7 @@ fn referencing(
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    shard_selector: Option<&str>,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -241,7 +242,11 @@ pub async fn run(
     let gateway_api = routes.list(&ListParams::default().limit(1)).await.is_ok();
 
     let (reader, writer) = reflector::store();
-    let trigger = watcher(cps, watcher::Config::default().any_semantic())
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(selector) = shard_selector {
+        config = config.labels(selector);
+    }
+    let trigger = watcher(cps, config)
         .default_backoff()
         // managedFields are most of a stored object's size and never read here.
         .modify(|cp| cp.managed_fields_mut().clear())

@@ -481,6 +481,7 @@ pub fn nginx() -> Value {
 pub fn settings(namespace: &str, lease: Option<canary_operator::leader::LeaseSettings>) -> canary_operator::Settings {
     canary_operator::Settings {
         namespace: Some(namespace.to_owned()),
+        shard_selector: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         lease,
         identity: "test-operator".into(),
@@ -499,9 +500,13 @@ pub struct InProcess {
 impl InProcess {
     /// Runs as the operator's ServiceAccount, watching the test's namespace only.
     pub async fn start(cluster: &Cluster) -> InProcess {
+        InProcess::start_with(cluster, settings(&cluster.ns, None)).await
+    }
+
+    /// The same with other settings (a shard selector, an identity).
+    pub async fn start_with(cluster: &Cluster, settings: canary_operator::Settings) -> InProcess {
         let (stop, rx) = watch::channel(false);
         let client = cluster.operator_client().await;
-        let settings = settings(&cluster.ns, None);
         let task = tokio::spawn(canary_operator::run(client, settings, Arc::new(SystemClock), rx));
         InProcess { stop, task: Some(task) }
     }
