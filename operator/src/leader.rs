@@ -203,7 +203,7 @@ pub fn spawn(
             metrics.leader.set(i64::from(*tx.borrow()));
             tokio::select! {
                 _ = tokio::time::sleep(retry) => {}
-                () = crate::stopped(&mut shutdown) => break,
+                () = crate::shutdown::stopped(&mut shutdown) => break,
             }
         }
         let leading = *tx.borrow();

@@ -8,9 +8,11 @@ pub mod crd;
 pub mod leader;
 pub mod metrics;
 pub mod notify;
+pub mod ownership;
 pub mod provider;
 pub mod reconcile;
 pub mod router;
+pub mod shutdown;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -21,10 +23,6 @@ use kube::Client;
 use tokio::sync::watch;
 
 pub use crd::{CanaryPromotion, CanaryPromotionSpec, crd_yaml};
-
-/// The one field manager for everything the operator writes (status via server-side apply,
-/// router annotations/weights, the stable image), so `managedFields` shows what is ours.
-pub const FIELD_MANAGER: &str = "canary-operator";
 
 /// Settings of `canary-operator run`.
 #[derive(Debug, Clone)]
@@ -75,12 +73,6 @@ async fn check_shard_selector(client: &Client, namespace: Option<&str>, selector
     }
 }
 
-/// Resolves once `rx` turns true (or its sender is gone).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`: drop it here, inside.
-    let _ = rx.wait_for(|s| *s).await;
-}
-
 /// Runs the operator until `shutdown` turns true. Returns `LostLeadership` when another
 /// replica took over (the process should exit and be restarted as a candidate).
 pub async fn run(
@@ -122,7 +114,7 @@ pub async fn run(
         }
     };
     tokio::select! {
-        () = stopped(&mut shutdown) => {
+        () = shutdown::stopped(&mut shutdown) => {
             if let Some(task) = election { let _ = task.await; }
             return Ok(());
         }
@@ -150,7 +142,7 @@ pub async fn run(
     let lost = leadership.clone();
     let stop_controller = async move {
         tokio::select! {
-            () = stopped(&mut stop) => {}
+            () = shutdown::stopped(&mut stop) => {}
             () = lost.lost() => {}
         }
     };

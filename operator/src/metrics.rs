@@ -25,8 +25,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CategoryLabel {
-    pub category: String,
+pub struct ErrorLabels {
+    pub category: &'static str,
+    /// Pipeline step: observe, act, status, finalizer, reconcile.
+    pub step: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,7 +70,7 @@ struct PromotionSeries {
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
-    pub errors: Family<CategoryLabel, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     pub promotions: Family<PhaseLabel, Gauge>,
     pub gate_evaluations: Family<StateLabel, Counter>,
@@ -107,10 +109,10 @@ impl Metrics {
         let mut registry = Registry::with_prefix("canary_operator");
         let reconciles = Counter::default();
         registry.register("reconciles", "Reconciliations run", reconciles.clone());
-        let errors = Family::<CategoryLabel, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Failed reconciliations by error category",
+            "Failed reconciliations by error category and pipeline step",
             errors.clone(),
         );
         let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
@@ -192,12 +194,8 @@ impl Metrics {
         }
     }
 
-    pub fn error(&self, category: &'static str) {
-        self.errors
-            .get_or_create(&CategoryLabel {
-                category: category.to_owned(),
-            })
-            .inc();
+    pub fn error(&self, category: &'static str, step: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { category, step }).inc();
     }
 
     /// Counts one notification by outcome (`delivered`, `failed`, `dropped`).

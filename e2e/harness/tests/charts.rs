@@ -515,7 +515,7 @@ fn exported_metric_names() -> BTreeSet<String> {
     use scholarship_api::metrics::*;
 
     let operator = canary_operator::metrics::Metrics::new();
-    operator.error("kube_api");
+    operator.error("kube_api", "act");
     operator.gate(GateState::Passing);
     operator.notification("failed");
     operator.set_phase("team-a/api", Some(Phase::Progressing));

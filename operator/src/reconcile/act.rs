@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use canary_core::conditions::ROLLED_BACK;
 use canary_core::duration::parse_duration;
-use canary_core::{ConditionStatus, Decision, Event, EventType, Phase, PromotionSpec, decide};
-use chrono::{DateTime, Utc};
+use canary_core::{ConditionStatus, Decision, Event, EventType, Phase, PromotionSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType};
@@ -14,13 +13,15 @@ use serde_json::json;
 
 use super::observe::Observed;
 use super::{Context, Error};
-use crate::FIELD_MANAGER;
 use crate::crd::CanaryPromotion;
+use crate::ownership::FIELD_MANAGER;
 use crate::router::{Router, TrafficRouter};
 
 pub struct Outcome {
     pub decision: Decision,
     pub requeue_after: Option<Duration>,
+    /// The weight the router reports carrying after this round (`None` without a router).
+    pub carried: Option<u32>,
 }
 
 /// While a replica router waits for pods, look again soon rather than after a full interval.
@@ -31,9 +32,7 @@ pub async fn act(
     ctx: &Context,
     observed: &Observed,
     mut decision: Decision,
-    now: DateTime<Utc>,
 ) -> Result<Outcome, Error> {
-    let spec = &cp.spec.promotion;
     let ns = cp.namespace().unwrap_or_default();
     let previous_phase = cp.status.as_ref().map(|s| s.phase).unwrap_or_default();
     let mut requeue_after = decision.requeue_after;
@@ -76,28 +75,18 @@ pub async fn act(
         );
         decision.status.weight = w;
     }
-    // A rollback is complete once the router confirms weight 0: decide again with that
-    // reading so status says RolledBack now, not one interval later.
-    if decision.status.phase == Phase::RollingBack && carried == Some(0) {
-        let mut obs = observed.obs.clone();
-        obs.router_weight = Some(0);
-        let mut second = decide(spec, &decision.status, &obs, now);
-        let mut events = std::mem::take(&mut decision.events);
-        events.append(&mut second.events);
-        second.events = events;
-        decision = second;
-    }
-    record_breach_to_rollback(ctx, spec, previous_phase, &decision);
     if let Some(image) = &decision.patch_stable_image {
         patch_stable_image(ctx, &ns, &observed.stable, image).await?;
     }
     Ok(Outcome {
         decision,
         requeue_after,
+        carried,
     })
 }
 
-fn record_breach_to_rollback(ctx: &Context, spec: &PromotionSpec, previous: Phase, decision: &Decision) {
+/// Observes breach-to-weight-0 for a rollback by a criterion that completed this round.
+pub fn record_breach_to_rollback(ctx: &Context, spec: &PromotionSpec, previous: Phase, decision: &Decision) {
     let st = &decision.status;
     if previous == Phase::RolledBack || st.phase != Phase::RolledBack {
         return;

@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canary_core::{ACTION_ANNOTATION, Phase, decide};
+use canary_core::{ACTION_ANNOTATION, Decision, Observation, Phase, decide};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -59,12 +59,67 @@ pub enum Error {
     /// The retry sees the current list.
     #[error("finalizer patch raced an earlier write (stale cache); retrying")]
     StaleFinalizer,
+    /// An error and the pipeline step it came from.
+    #[error("{step}: {source}")]
+    At { step: Step, source: Box<Error> },
+}
+
+/// The step of the reconcile pipeline an error came from, so the errors metric tells an API
+/// server outage while observing from a router write conflict while acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Reading Deployments, the router object and the metric providers.
+    Observe,
+    /// Setting the router weight and the stable image.
+    Act,
+    /// Writing `.status`.
+    Status,
+    /// Adding or removing the finalizer.
+    Finalizer,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Observe => "observe",
+            Step::Act => "act",
+            Step::Status => "status",
+            Step::Finalizer => "finalizer",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Error {
+    /// Records the step the error came from (the first one recorded wins).
+    pub fn at(self, step: Step) -> Error {
+        match self {
+            Error::At { .. } => self,
+            other => Error::At {
+                step,
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// The `step` label of the errors metric; `reconcile` for errors outside the pipeline
+    /// (not the leader, an object without a namespace).
+    pub fn step(&self) -> &'static str {
+        match self {
+            Error::At { step, .. } => step.as_str(),
+            _ => "reconcile",
+        }
+    }
+
     /// Stable label for the errors metric.
     pub fn category(&self) -> &'static str {
         match self {
+            Error::At { source, .. } => source.category(),
             Error::MissingDeployment { .. } => "missing_deployment",
             Error::Router(RouterError::NotFound { .. }) => "missing_router_target",
             Error::Router(RouterError::Invalid { .. }) => "invalid_router_target",
@@ -80,6 +135,7 @@ impl Error {
     /// Errors no retry can fix until an object changes: reported, then `await_change`.
     pub fn is_invalid_object(&self) -> bool {
         match self {
+            Error::At { source, .. } => source.is_invalid_object(),
             Error::MissingDeployment { .. } | Error::NoNamespace => true,
             Error::Router(r) => r.is_invalid_object(),
             _ => false,
@@ -89,6 +145,7 @@ impl Error {
     /// Condition/event reason naming the problem.
     pub fn reason(&self) -> &'static str {
         match self {
+            Error::At { source, .. } => source.reason(),
             Error::MissingDeployment { .. } => "DeploymentNotFound",
             Error::Router(RouterError::NotFound { kind: "Ingress", .. }) => "IngressNotFound",
             Error::Router(RouterError::NotFound { kind: "HTTPRoute", .. }) => "HTTPRouteNotFound",
@@ -107,9 +164,11 @@ impl From<finalizer::Error<Error>> for Error {
             | finalizer::Error::RemoveFinalizer(kube::Error::Api(s))
                 if s.code == 422 =>
             {
-                Error::StaleFinalizer
+                Error::StaleFinalizer.at(Step::Finalizer)
             }
-            finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+            finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
+                Error::Kube(e).at(Step::Finalizer)
+            }
             other => Error::Finalizer(other.to_string()),
         }
     }
@@ -333,21 +392,35 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
         Ok(o) => o,
         Err(e) if e.is_invalid_object() => {
             tracing::warn!(error = %e, "cannot act on the object until it or what it references changes");
-            ctx.metrics.error(e.category());
-            status::report_invalid(&cp, ctx, &e, now).await?;
+            ctx.metrics.error(e.category(), Step::Observe.as_str());
+            status::report_invalid(&cp, ctx, &e, now)
+                .await
+                .map_err(|e| e.at(Step::Status))?;
             return Ok(Action::await_change());
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.at(Step::Observe)),
     };
     let previous = cp.status.clone().unwrap_or_default();
     let decision = decide(&cp.spec.promotion, &previous, &observed.obs, now);
-    let outcome = act::act(&cp, ctx, &observed, decision, now).await?;
+    let mut outcome = act::act(&cp, ctx, &observed, decision)
+        .await
+        .map_err(|e| e.at(Step::Act))?;
+    outcome.decision = confirm_rollback(
+        &cp.spec.promotion,
+        outcome.decision,
+        &observed.obs,
+        outcome.carried,
+        now,
+    );
+    act::record_breach_to_rollback(ctx, &cp.spec.promotion, previous.phase, &outcome.decision);
     for gate in &outcome.decision.status.gates {
         if matches!(previous.phase, Phase::Progressing | Phase::Paused) {
             ctx.metrics.gate(gate.state);
         }
     }
-    status::write(&cp, ctx, &previous, outcome.decision.status.clone(), now).await?;
+    status::write(&cp, ctx, &previous, outcome.decision.status.clone(), now)
+        .await
+        .map_err(|e| e.at(Step::Status))?;
     act::publish(&cp, ctx, &outcome.decision.events, outcome.decision.status.current_step).await;
     ctx.notifier
         .notify(&cp, &outcome.decision.status, &outcome.decision.events, now);
@@ -367,6 +440,28 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// A rollback is complete once the router confirms weight 0: decide again with that reading,
+/// so status says RolledBack now rather than one interval later (the events of both rounds
+/// are kept, in order).
+fn confirm_rollback(
+    spec: &canary_core::PromotionSpec,
+    decision: Decision,
+    obs: &Observation,
+    carried: Option<u32>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Decision {
+    if decision.status.phase != Phase::RollingBack || carried != Some(0) {
+        return decision;
+    }
+    let mut obs = obs.clone();
+    obs.router_weight = Some(0);
+    let mut second = decide(spec, &decision.status, &obs, now);
+    let mut events = decision.events;
+    events.append(&mut second.events);
+    second.events = events;
+    second
 }
 
 /// Deletion: traffic back on stable before the finalizer lets the object go.
@@ -394,7 +489,7 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
 }
 
 fn error_policy(cp: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error(error.category());
+    ctx.metrics.error(error.category(), error.step());
     let failures = ctx
         .failures
         .lock()
@@ -410,10 +505,32 @@ fn error_policy(cp: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
         // Expected now and then, and over at the retry: not worth a warning.
         tracing::debug!(error = %error, retry_in = ?backoff, "reconcile retried");
     } else {
-        tracing::warn!(error = %error, category = error.category(), retry_in = ?backoff, "reconcile failed");
+        tracing::warn!(error = %error, category = error.category(), step = error.step(), retry_in = ?backoff, "reconcile failed");
     }
     Action::requeue(backoff.min(Duration::from_secs(30)))
 }
 
 /// Used by `lib::run` to wait for leadership changes.
 pub type ShutdownRx = watch::Receiver<bool>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_the_first_step_they_were_recorded_at() {
+        let conflict = Error::WeightNotApplied { want: 10, got: 0 }
+            .at(Step::Act)
+            .at(Step::Status);
+        assert_eq!((conflict.step(), conflict.category()), ("act", "weight_not_applied"));
+        assert_eq!(conflict.to_string(), "act: router carries weight 0 after setting 10");
+        let missing = Error::MissingDeployment {
+            namespace: "team-a".into(),
+            name: "api".into(),
+        }
+        .at(Step::Observe);
+        assert!(missing.is_invalid_object());
+        assert_eq!(missing.reason(), "DeploymentNotFound");
+        assert_eq!(Error::NotLeader.step(), "reconcile");
+    }
+}

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::act::truncate;
 use super::{Context, Error};
-use crate::FIELD_MANAGER;
 use crate::crd::CanaryPromotion;
+use crate::ownership::FIELD_MANAGER;
 
 /// Condition type set by the shell: do the objects the spec names exist and fit?
 pub const REFERENCES_RESOLVED: &str = "ReferencesResolved";

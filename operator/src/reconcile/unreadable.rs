@@ -59,7 +59,7 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     }
     .unwrap_or_else(|| invalid.error.clone());
     tracing::warn!(%namespace, %name, error = %detail, "cannot read this CanaryPromotion; skipping it");
-    ctx.metrics.error("invalid_object");
+    ctx.metrics.error("invalid_object", super::Step::Observe.as_str());
     let reference = ObjectReference {
         api_version: Some(CanaryPromotion::api_version(&()).into_owned()),
         kind: Some(CanaryPromotion::kind(&()).into_owned()),

@@ -7,7 +7,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
 
 use super::{RouterError, TrafficRouter};
-use crate::FIELD_MANAGER;
+use crate::ownership::FIELD_MANAGER;
 
 pub fn http_route_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(

@@ -7,7 +7,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::{RouterError, TrafficRouter};
-use crate::FIELD_MANAGER;
+use crate::ownership::FIELD_MANAGER;
 
 pub const CANARY: &str = "nginx.ingress.kubernetes.io/canary";
 pub const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";

@@ -13,7 +13,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::{RouterError, TrafficRouter};
-use crate::FIELD_MANAGER;
+use crate::ownership::FIELD_MANAGER;
 
 /// On the stable Deployment: its replica count before the canary took a share.
 pub const ORIGINAL_REPLICAS: &str = "scholarship.dev/original-replicas";
