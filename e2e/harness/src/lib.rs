@@ -16,6 +16,7 @@ pub mod load;
 pub mod manifests;
 pub mod processes;
 pub mod scenario;
+pub mod slow_link;
 
 pub use error::HarnessError;
 

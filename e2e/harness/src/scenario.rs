@@ -3,6 +3,7 @@
 
 mod report;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use crate::kubelet::{KubeletConfig, KubeletStandIn};
 use crate::load::{LoadConfig, LoadGenerator};
 use crate::manifests::{self, NAMESPACE, PROMOTION, PromotionPlan};
 use crate::processes::{ApiProcess, ApiSettings, Binaries, OperatorProcess, OperatorSettings};
+use crate::slow_link::SlowLink;
 
 /// The demo Redis's password (loopback only, generated data; not a secret).
 const REDIS_PASSWORD: &str = "demo-redis-password";
@@ -35,7 +37,13 @@ pub enum CanaryRelease {
     /// Ships with a database URL that points nowhere (a wrong Secret, a dropped grant): every
     /// catalogue read answers 503, so the 5xx rollback criterion fires.
     BrokenDatabase,
+    /// Turns slow once it serves: its database link degrades (every round trip 600 ms later),
+    /// so reads still succeed but over a second late, and the latency criterion fires.
+    SlowDatabase,
 }
+
+/// How much later the degraded link delivers each answer of the canary's database.
+const SLOW_LINK_DELAY: Duration = Duration::from_millis(600);
 
 #[derive(Debug, Clone)]
 pub struct ScenarioConfig {
@@ -88,6 +96,7 @@ pub struct Stack {
     kubelet: KubeletStandIn,
     ingress: IngressStandIn,
     canary_api: ApiProcess,
+    _slow_link: Option<SlowLink>,
     stable_api: ApiProcess,
     prometheus: testkit::Prometheus,
     _redis: testkit::RedisServer,
@@ -214,6 +223,7 @@ impl Stack {
             log_dir: log_dir.clone(),
         };
         let stable_api = ApiProcess::start(&config.binaries.api, "stable", &api_settings, true).await?;
+        let mut slow_link = None;
         let canary_api = match config.canary {
             CanaryRelease::Healthy => ApiProcess::start(&config.binaries.api, "canary", &api_settings, true).await?,
             CanaryRelease::BrokenDatabase => {
@@ -224,11 +234,25 @@ impl Stack {
                 };
                 ApiProcess::start(&config.binaries.api, "canary", &broken, false).await?
             }
+            CanaryRelease::SlowDatabase => {
+                let link = SlowLink::start(SocketAddr::from(([127, 0, 0, 1], postgres.port())))
+                    .await
+                    .map_err(HarnessError::io("start the slow link"))?;
+                let slow = ApiSettings {
+                    database_url: format!("postgres://postgres@127.0.0.1:{}/scholarships", link.addr.port()),
+                    ..api_settings.clone()
+                };
+                let api = ApiProcess::start(&config.binaries.api, "canary", &slow, true).await?;
+                // Started healthy, then its link degrades: the canary turns slow while serving.
+                link.set_delay(SLOW_LINK_DELAY);
+                slow_link = Some(link);
+                api
+            }
         };
-        let broken = if config.canary == CanaryRelease::BrokenDatabase {
-            " (this release cannot reach its database)"
-        } else {
-            ""
+        let broken = match config.canary {
+            CanaryRelease::Healthy => "",
+            CanaryRelease::BrokenDatabase => " (this release cannot reach its database)",
+            CanaryRelease::SlowDatabase => " (its database link turns slow once it serves)",
         };
         progress(&format!(
             "scholarship-api --track stable on {}, --track canary on {}{broken}",
@@ -302,6 +326,7 @@ impl Stack {
             kubelet,
             ingress,
             canary_api,
+            _slow_link: slow_link,
             stable_api,
             prometheus,
             _redis: redis,

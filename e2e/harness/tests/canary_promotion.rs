@@ -175,7 +175,46 @@ async fn a_canary_that_loses_its_database_is_rolled_back_by_the_5xx_criterion() 
     // The stable track served throughout: every failure was the canary's.
     assert_eq!(report.ingress_totals.stable.status_5xx, 0, "{rendered}");
     // for: 20s, plus an interval (2 s), the metric window (10 s) and the scrape (1 s), at most.
-    let took = report.breach_to_weight_zero().expect("a breach and a weight of 0");
-    eprintln!("breach visible at the ingress -> canary weight 0: {took:?}");
+    let took = report.canary_exposure().expect("a rollback and a weight of 0");
+    eprintln!("bad canary exposed to users: {took:?}");
     assert!(took < Duration::from_secs(40), "{took:?}: {rendered}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_that_turns_slow_is_rolled_back_by_the_latency_criterion_without_a_single_5xx() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    canary_e2e::install_crypto_provider();
+    canary_e2e::init_logging("warn");
+    let mut config = ScenarioConfig::demo(binaries());
+    config.canary = CanaryRelease::SlowDatabase;
+    config.timeout = Duration::from_secs(120);
+    let timeout = config.timeout;
+
+    let report = tokio::time::timeout(Duration::from_secs(180), async {
+        let stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
+        stack.wait_for_terminal_phase(timeout).await;
+        stack.finish().await.unwrap()
+    })
+    .await
+    .expect("the scenario finished within 3 minutes");
+    let rendered = report.render();
+    eprintln!("{rendered}");
+
+    assert_eq!(report.phase, "RolledBack", "{rendered}");
+    let message = report.status["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("rollback: p95LatencyMs "), "{rendered}");
+    let criterion = report.status["rollback"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["metric"] == "p95LatencyMs"))
+        .unwrap_or_else(|| panic!("no p95LatencyMs criterion: {rendered}"));
+    assert!(criterion["value"].as_f64().unwrap_or_default() > 1000.0, "{rendered}");
+    // Slow, never failing: not one 5xx or transport error on either track.
+    assert_eq!(report.ingress_totals.failures(), 0, "{rendered}");
+    assert_eq!(report.load.server_errors(), 0, "{rendered}");
+    assert_eq!(report.canary_weights_seen(), [10], "{rendered}");
+    assert_eq!(report.stable_image.as_deref(), Some(STABLE_IMAGE), "{rendered}");
+    // for: 30s, plus an interval, the metric window and the scrape, at most.
+    let took = report.canary_exposure().expect("a rollback and a weight of 0");
+    eprintln!("slow canary exposed to users: {took:?}");
+    assert!(took < Duration::from_secs(50), "{took:?}: {rendered}");
 }

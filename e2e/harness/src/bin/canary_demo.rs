@@ -32,7 +32,8 @@ struct Cli {
     #[arg(long, env = "CANARY_DEMO_KEEP_LOGS")]
     keep_logs: bool,
     /// Which releases to run: `good` (promoted through every step), `bad` (its canary cannot
-    /// reach the database and is rolled back), or `both`, one after the other.
+    /// reach the database and is rolled back on 5xx), `slow` (its database link is slow and it
+    /// is rolled back on latency), `both` (good, then bad) or `all`, one after the other.
     #[arg(long, env = "CANARY_DEMO_RELEASES", value_enum, default_value_t = Releases::Both)]
     releases: Releases,
 }
@@ -41,7 +42,9 @@ struct Cli {
 enum Releases {
     Good,
     Bad,
+    Slow,
     Both,
+    All,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,12 @@ async fn demo(cli: Cli) -> Result<bool, canary_e2e::HarnessError> {
     let releases: &[CanaryRelease] = match cli.releases {
         Releases::Good => &[CanaryRelease::Healthy],
         Releases::Bad => &[CanaryRelease::BrokenDatabase],
+        Releases::Slow => &[CanaryRelease::SlowDatabase],
+        Releases::All => &[
+            CanaryRelease::Healthy,
+            CanaryRelease::BrokenDatabase,
+            CanaryRelease::SlowDatabase,
+        ],
         Releases::Both => &[CanaryRelease::Healthy, CanaryRelease::BrokenDatabase],
     };
     let mut as_expected = true;
@@ -102,7 +111,7 @@ async fn demo(cli: Cli) -> Result<bool, canary_e2e::HarnessError> {
         let phase = run_release(&cli, binaries.clone(), *release).await?;
         let expected = match release {
             CanaryRelease::Healthy => "Promoted",
-            CanaryRelease::BrokenDatabase => "RolledBack",
+            CanaryRelease::BrokenDatabase | CanaryRelease::SlowDatabase => "RolledBack",
         };
         as_expected &= phase == expected;
     }
@@ -133,6 +142,10 @@ async fn run_release(
         CanaryRelease::BrokenDatabase => println!(
             "canary-demo: the bad day: v1.5.0 ships with a database URL that points nowhere, so its \
              reads answer 503.\n             Steps of {steps}; rollback when the 5xx rate stays above 5 % for 20 s.\n"
+        ),
+        CanaryRelease::SlowDatabase => println!(
+            "canary-demo: the slow day: v1.5.0 reaches its database over a slow link, so its reads \
+             succeed, but over a second late.\n             Steps of {steps}; rollback when p95 latency stays above 1000 ms for 30 s.\n"
         ),
     }
     let timeout = config.timeout;

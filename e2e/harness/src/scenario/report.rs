@@ -77,15 +77,20 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
-    /// From the first canary failure users could see (the ingress routing to a canary that
-    /// answered 5xx or did not answer) to the ingress routing no traffic to the canary: the
-    /// whole user-visible cost of a bad release, measured where users meet it.
-    pub fn breach_to_weight_zero(&self) -> Option<Duration> {
-        let first_bad = self.segments.iter().position(|s| {
-            s.weight.percent() > 0.0 && s.split.canary.status_5xx + s.split.canary.transport_errors > 0
-        })?;
-        let zero = self.segments[first_bad..].iter().find(|s| s.weight.percent() == 0.0)?;
-        zero.since.checked_sub(self.segments[first_bad].since)
+    /// For a release that is bad from its first request (the demo's bad ones): from the
+    /// ingress first routing users to the canary to it routing none there. That is the whole
+    /// user-visible cost of the bad release, measured where users meet it. `None` unless the
+    /// promotion was rolled back.
+    pub fn canary_exposure(&self) -> Option<Duration> {
+        if self.phase != "RolledBack" {
+            return None;
+        }
+        let first = self
+            .segments
+            .iter()
+            .position(|s| s.weight.percent() > 0.0 && s.split.canary.requests > 0)?;
+        let zero = self.segments[first..].iter().find(|s| s.weight.percent() == 0.0)?;
+        zero.since.checked_sub(self.segments[first].since)
     }
 
     /// Non-zero canary weights the ingress applied, in order (percent, rounded).
@@ -193,10 +198,10 @@ impl ScenarioReport {
                 );
             }
         }
-        if let Some(took) = self.breach_to_weight_zero() {
+        if let Some(took) = self.canary_exposure() {
             let _ = writeln!(
                 out,
-                "Breach visible (first canary 5xx at the ingress) -> canary weight 0 at the ingress: {:.1} s",
+                "Bad canary exposed to users (first canary request at the ingress -> canary weight 0 at the ingress): {:.1} s",
                 took.as_secs_f64()
             );
         }
