@@ -97,6 +97,10 @@ pub async fn run(
         }
     });
 
+    // Before the election: a replica that cannot start must not take the Lease first.
+    if let Some(selector) = &settings.shard_selector {
+        check_shard_selector(&client, settings.namespace.as_deref(), selector).await?;
+    }
     let (mut leadership, election) = match &settings.lease {
         Some(lease) => {
             let (l, task) = leader::spawn(
@@ -119,9 +123,6 @@ pub async fn run(
             return Ok(());
         }
         _ = leadership.acquired() => {}
-    }
-    if let Some(selector) = &settings.shard_selector {
-        check_shard_selector(&client, settings.namespace.as_deref(), selector).await?;
     }
     tracing::info!(
         shard_selector = settings.shard_selector.as_deref(),

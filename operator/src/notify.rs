@@ -33,7 +33,9 @@ pub fn is_transition(reason: Reason) -> bool {
             | Reason::RollbackStarted
             | Reason::RolledBack
             | Reason::Promoted
+            | Reason::ProgressDeadlineExceeded
             | Reason::PostPromotionBreach
+            | Reason::WatchCompleted
     )
 }
 
@@ -73,6 +75,9 @@ pub struct Message {
     pub reason: Reason,
     pub text: String,
     pub at: DateTime<Utc>,
+    /// Position among the transitions of one reconcile (two GateFailing events of one round
+    /// are two transitions).
+    pub sequence: usize,
     pub status: CanaryPromotionStatus,
 }
 
@@ -89,7 +94,10 @@ impl Message {
         let color = match self.reason {
             Reason::Promoted => "good",
             Reason::GateFailing => "warning",
-            Reason::RollbackStarted | Reason::RolledBack | Reason::PostPromotionBreach => "danger",
+            Reason::RollbackStarted
+            | Reason::RolledBack
+            | Reason::PostPromotionBreach
+            | Reason::ProgressDeadlineExceeded => "danger",
             _ => "#439FE0",
         };
         let st = &self.status;
@@ -126,12 +134,13 @@ impl Message {
             "specversion": "1.0",
             // The same transition keeps its id across retries, so receivers can de-duplicate.
             "id": format!(
-                "{}/{}/{}/{}/{}",
+                "{}/{}/{}/{}/{}.{}",
                 self.namespace,
                 self.name,
                 st.observed_generation.unwrap_or_default(),
                 self.reason.as_str(),
-                self.at.timestamp_micros()
+                self.at.timestamp_micros(),
+                self.sequence
             ),
             "source": format!(
                 "/apis/scholarship.dev/v1alpha1/namespaces/{}/canarypromotions/{}",
@@ -190,7 +199,9 @@ impl Notifier {
         let messages: Vec<Message> = events
             .iter()
             .filter(|e| is_transition(e.reason))
-            .map(|e| Message {
+            .enumerate()
+            .map(|(sequence, e)| Message {
+                sequence,
                 namespace: namespace.clone(),
                 name: cp.name_any(),
                 reason: e.reason,
@@ -337,6 +348,7 @@ mod tests {
             reason,
             text: "step 2/4 at 25%: gate sli.p95LatencyMs failing: 312 (want <= 250)".into(),
             at: DateTime::UNIX_EPOCH,
+            sequence: 0,
             status: CanaryPromotionStatus {
                 phase: Phase::Progressing,
                 weight: 25,
@@ -378,7 +390,7 @@ mod tests {
             body["source"],
             "/apis/scholarship.dev/v1alpha1/namespaces/team-a/canarypromotions/api"
         );
-        assert_eq!(body["id"], "team-a/api/3/StepAdvanced/0");
+        assert_eq!(body["id"], "team-a/api/3/StepAdvanced/0.0");
         assert_eq!(body["time"], "1970-01-01T00:00:00.000Z");
         assert_eq!(body["data"]["weight"], 25);
         assert_eq!(body["data"]["gates"][0]["value"], 312.0);

@@ -776,10 +776,15 @@ async fn a_breach_after_the_promotion_rolls_the_stable_image_back() {
             "kubectl wait --for=condition=Promoted returns"
         );
 
-        // The canary track going bad says nothing now; the stable one does.
+        // The canary cleaned up after the promotion, and the canary track going bad, say
+        // nothing now; the stable track does.
+        c.deployments().delete("api-canary", &Default::default()).await.unwrap();
+        c.ingresses().delete("api-canary", &Default::default()).await.unwrap();
         prom.set(Sli::ErrorRate5xx, Some(0.5));
         tokio::time::sleep(Duration::from_secs(4)).await;
-        assert_eq!(c.status("promo").await["phase"], "Watching");
+        let s = c.status("promo").await;
+        assert_eq!(s["phase"], "Watching", "{s}");
+        assert_eq!(condition(&s, "ReferencesResolved")["status"], "True", "{s}");
         let breach = Instant::now();
         prom.set_on(Track::Stable, Sli::ErrorRate5xx, Some(0.5));
         let s = c.wait_phase("promo", "RolledBack", Duration::from_secs(15)).await;

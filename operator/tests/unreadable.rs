@@ -38,8 +38,10 @@ async fn an_unreadable_promotion_is_reported_and_the_others_still_promote() {
         let raw: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &c.ns, &resource);
         let mut old = spec(nginx(), &prom.address, "1s", "2s");
         old["steps"][0]["weight"] = json!("ten");
+        // Reconciled once, before the schema changed: it carries our finalizer.
         let object = json!({"apiVersion": "scholarship.dev/v1alpha1", "kind": "CanaryPromotion",
-                            "metadata": {"name": "old"}, "spec": old});
+                            "metadata": {"name": "old", "finalizers": ["scholarship.dev/restore-stable"]},
+                            "spec": old});
         raw.create(&PostParams::default(), &serde_json::from_value(object).unwrap())
             .await
             .unwrap();
@@ -64,10 +66,15 @@ async fn an_unreadable_promotion_is_reported_and_the_others_still_promote() {
         })
         .await;
         assert!(note.contains("spec.steps[0].weight: invalid type"), "{note}");
-        // Left alone: no finalizer, no status.
+        // Left alone: no status written.
         let old = raw.get("old").await.unwrap();
-        assert!(old.metadata.finalizers.unwrap_or_default().is_empty());
         assert!(old.data.get("status").is_none());
+        // Deleting it does not hang on the finalizer the operator can no longer act on.
+        raw.delete("old", &Default::default()).await.unwrap();
+        eventually(Duration::from_secs(10), "the unreadable object to go", || async {
+            raw.get_opt("old").await.unwrap().is_none().then_some(())
+        })
+        .await;
         op.shutdown().await;
     })
     .await

@@ -153,6 +153,21 @@ impl Tick<'_> {
         // A rolled-back canary is judged bad: only a new generation starts it again, not
         // merely a new image appearing on the canary Deployment.
         let new_image = image != self.st.observed_canary_image.as_ref() && self.st.phase != Phase::RolledBack;
+        // A spec edit during the watch (a notify sink, a longer watch) is not a new release:
+        // the same image stays promoted and watched.
+        if new_generation && !new_image && self.st.phase == Phase::Watching {
+            self.st.observed_generation = Some(self.obs.generation);
+            self.event(
+                EventType::Normal,
+                Reason::SpecChanged,
+                format!(
+                    "generation {}: same canary image, the post-promotion watch goes on",
+                    self.obs.generation
+                ),
+            );
+            self.watch(plan, image);
+            return;
+        }
         if new_generation || new_image {
             if self.st.observed_generation.is_some() {
                 let message = format!(
@@ -188,12 +203,32 @@ impl Tick<'_> {
     /// `watchUntil`.
     fn watch(&mut self, plan: &Plan, image: Option<&String>) {
         let Some(post) = plan.post_promotion else {
-            self.st.phase = Phase::Promoted;
+            self.end_watch("spec.postPromotion was removed: the watch ended".into());
             return;
         };
         let image = image.map_or("the canary image", String::as_str).to_owned();
+        let until = self.st.watch_until.unwrap_or(self.now);
+        if self.now >= until {
+            self.end_watch(format!(
+                "promoted {image}; the post-promotion watch ended {}",
+                until.to_rfc3339()
+            ));
+            return;
+        }
+        // Someone else changed the stable image (a hotfix, a manual rollback): what runs is no
+        // longer what was promoted, so there is nothing left to watch or to roll back.
+        if let (Some(running), Some(promoted)) = (
+            self.obs.stable.image.as_deref(),
+            self.st.observed_canary_image.as_deref(),
+        ) && running != promoted
+        {
+            self.end_watch(format!(
+                "the stable Deployment runs {running}, not the promoted {image}: the watch ended"
+            ));
+            return;
+        }
         if let Some(reason) = self.judge_rollback(plan) {
-            let previous = self.st.previous_stable_image.clone();
+            let previous = self.st.previous_stable_image.clone().filter(|p| *p != image);
             if let (true, Some(previous)) = (post.rollback, &previous) {
                 self.patch = Some(previous.clone());
                 self.st.phase = Phase::RolledBack;
@@ -210,40 +245,55 @@ impl Tick<'_> {
                 "reported only: postPromotion.rollback is false"
             };
             let message = format!("post-promotion: {reason} on the stable track running {image} ({why})");
-            let generation = self.st.observed_generation.unwrap_or(self.obs.generation);
-            if let Some(changed) = conditions::set_condition(
-                &mut self.st.conditions,
-                POST_PROMOTION_BREACH,
-                ConditionStatus::True,
-                "RollbackCriterion",
-                &message,
-                generation,
-                self.now,
-            ) {
-                self.reported_conditions.push(changed);
-            }
+            self.set_breach_condition(ConditionStatus::True, "RollbackCriterion", &message);
             self.event(EventType::Warning, Reason::PostPromotionBreach, message);
-            // Reported once per window while the breach lasts, not once per interval.
-            for c in &mut self.st.rollback {
-                c.breach_since = None;
+            // Reported once per window while the breach lasts, not once per interval: only the
+            // criteria whose window is complete start a new one.
+            for (status, criterion) in self.st.rollback.iter_mut().zip(&plan.criteria) {
+                if status
+                    .breach_since
+                    .is_some_and(|since| self.now.signed_duration_since(since) >= criterion.window)
+                {
+                    status.breach_since = None;
+                }
             }
-        }
-        let until = self.st.watch_until.unwrap_or(self.now);
-        if self.now >= until {
-            self.st.phase = Phase::Promoted;
-            self.st.message = format!(
-                "promoted {image}; the post-promotion watch ended {}",
-                until.to_rfc3339()
-            );
-            let message = self.st.message.clone();
-            self.event(EventType::Normal, Reason::WatchCompleted, message);
-            return;
+        } else if self.st.rollback.iter().all(|c| c.breach_since.is_none()) {
+            self.set_breach_condition(ConditionStatus::False, "NoBreach", "no rollback criterion is breached");
         }
         let left = until.signed_duration_since(self.now);
         self.st.message = format!(
             "promoted {image}; watching the stable track, {} left",
             format_duration(TimeDelta::seconds(left.num_seconds()))
         );
+    }
+
+    /// The watch is over: Promoted, for good.
+    fn end_watch(&mut self, message: String) {
+        self.st.phase = Phase::Promoted;
+        self.set_breach_condition(ConditionStatus::False, "WatchCompleted", &message);
+        self.st.message = message.clone();
+        self.event(EventType::Normal, Reason::WatchCompleted, message);
+    }
+
+    /// Updates the `PostPromotionBreach` condition, which only a report-only watch that saw a
+    /// breach creates (it is not added to every promotion as False).
+    fn set_breach_condition(&mut self, status: ConditionStatus, reason: &str, message: &str) {
+        let exists = self.st.conditions.iter().any(|c| c.type_ == POST_PROMOTION_BREACH);
+        if status == ConditionStatus::False && !exists {
+            return;
+        }
+        let generation = self.st.observed_generation.unwrap_or(self.obs.generation);
+        if let Some(changed) = conditions::set_condition(
+            &mut self.st.conditions,
+            POST_PROMOTION_BREACH,
+            status,
+            reason,
+            message,
+            generation,
+            self.now,
+        ) {
+            self.reported_conditions.push(changed);
+        }
     }
 
     /// (Re)starts the promotion at step 1. The weight changes in this tick, so gates are
@@ -571,7 +621,13 @@ impl Tick<'_> {
     }
 
     fn begin_promotion(&mut self, plan: &Plan, why: &str) {
-        self.st.previous_stable_image = self.obs.stable.image.clone();
+        // What a post-promotion rollback goes back to: the stable image before this release.
+        // Not the canary's (a retried promotion may find it already set), and never erased.
+        if let Some(stable) = &self.obs.stable.image
+            && self.st.observed_canary_image.as_ref() != Some(stable)
+        {
+            self.st.previous_stable_image = Some(stable.clone());
+        }
         self.st.phase = Phase::Promoting;
         self.st.current_step = count(plan);
         self.st.promotion_started_at = Some(self.now);

@@ -105,7 +105,8 @@ pub struct PromotionSpec {
     #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
     pub rollback_within: Option<String>,
     /// Webhooks told of each transition (Started, StepAdvanced, GateFailing, RollbackStarted,
-    /// RolledBack, Promoted), with the gate values behind it. Delivered in the background
+    /// RolledBack, ProgressDeadlineExceeded, Promoted, PostPromotionBreach, WatchCompleted),
+    /// with the gate values behind it. Delivered in the background
     /// with bounded retries: a slow or failing receiver never delays a promotion.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

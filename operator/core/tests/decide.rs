@@ -586,3 +586,32 @@ fn the_watch_needs_built_in_criteria_and_prometheus() {
             .contains("postPromotion.rollback")
     );
 }
+
+#[test]
+fn a_spec_edit_during_the_watch_keeps_watching() {
+    let mut sim = watched(true);
+    let until = sim.status.watch_until;
+    sim.obs.generation = 2;
+    sim.tick();
+    assert_eq!(sim.status.phase, Phase::Watching);
+    assert_eq!(sim.status.watch_until, until);
+    assert_eq!(sim.status.observed_generation, Some(2));
+    assert_eq!(sim.status.previous_stable_image.as_deref(), Some(OLD_IMAGE));
+    let message = &sim.log.last().unwrap().events[0].message;
+    assert!(message.contains("the post-promotion watch goes on"), "{message}");
+}
+
+#[test]
+fn a_stable_image_changed_by_someone_else_ends_the_watch_without_a_rollback() {
+    let mut sim = watched(true);
+    sim.obs.stable.image = Some("registry.example/scholarship-api:v1.5.1-hotfix".into());
+    sim.obs.criteria.insert("p95LatencyMs".into(), value(900.0));
+    sim.tick();
+    assert_eq!(sim.status.phase, Phase::Promoted);
+    assert!(sim.status.message.contains("v1.5.1-hotfix"), "{}", sim.status.message);
+    assert!(
+        sim.log
+            .iter()
+            .all(|d| d.patch_stable_image.as_deref() != Some(OLD_IMAGE))
+    );
+}

@@ -37,7 +37,14 @@ pub async fn act(
     let previous_phase = cp.status.as_ref().map(|s| s.phase).unwrap_or_default();
     let mut requeue_after = decision.requeue_after;
     let mut carried = observed.obs.router_weight;
-    if let Some(router) = &observed.router {
+    // After the promotion (during the watch, or once finished) a router object cleaned up is
+    // nothing to correct: the weight stays 0 either way.
+    let router_gone = carried.is_none()
+        && matches!(
+            previous_phase,
+            Phase::Watching | Phase::Promoted | Phase::RolledBack | Phase::Failed
+        );
+    if let Some(router) = observed.router.as_ref().filter(|_| !router_gone) {
         let is_promoted = |phase| matches!(phase, Phase::Promoted | Phase::Watching);
         let promoted = is_promoted(decision.status.phase);
         let newly_promoted = promoted && !is_promoted(previous_phase);

@@ -116,6 +116,14 @@ impl Error {
         }
     }
 
+    /// kube's finalizer patch raced our own write: expected now and then, retried quietly.
+    pub fn is_stale_finalizer(&self) -> bool {
+        match self {
+            Error::At { source, .. } => source.is_stale_finalizer(),
+            other => matches!(other, Error::StaleFinalizer),
+        }
+    }
+
     /// Stable label for the errors metric.
     pub fn category(&self) -> &'static str {
         match self {
@@ -501,7 +509,7 @@ fn error_policy(cp: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
         .unwrap_or(1);
     // 0.5 s, 1 s, 2 s, ... capped at 30 s: quick for a blip, gentle for an outage.
     let backoff = Duration::from_millis(500).saturating_mul(1 << failures.min(6).saturating_sub(1));
-    if matches!(error, Error::StaleFinalizer) {
+    if error.is_stale_finalizer() {
         // Expected now and then, and over at the retry: not worth a warning.
         tracing::debug!(error = %error, retry_in = ?backoff, "reconcile retried");
     } else {

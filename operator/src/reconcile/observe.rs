@@ -140,17 +140,35 @@ async fn read_providers(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &
 pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Observed, Error> {
     let spec = &cp.spec.promotion;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let (stable, canary) = futures::try_join!(
-        deployment(&deployments, ns, &spec.stable.deployment),
-        deployment(&deployments, ns, &spec.canary.deployment),
-    )?;
+    let generation = cp.meta().generation.unwrap_or(0);
+    let status = cp.status.clone().unwrap_or_default();
+    // After the promotion (or a rollback) the canary Deployment and the router object may be
+    // cleaned up: the post-promotion watch needs only the stable track, and a finished run
+    // nothing at all.
+    let done = status.observed_generation == Some(generation)
+        && matches!(
+            status.phase,
+            Phase::Watching | Phase::Promoted | Phase::RolledBack | Phase::Failed
+        );
+    let canary = async {
+        if done {
+            Ok(deployments.get_opt(&spec.canary.deployment).await?)
+        } else {
+            deployment(&deployments, ns, &spec.canary.deployment).await.map(Some)
+        }
+    };
+    let (stable, canary) = futures::try_join!(deployment(&deployments, ns, &spec.stable.deployment), canary)?;
     let router = Router::for_spec(&ctx.client, ns, spec);
     let router_weight = match &router {
+        Some(r) if done => r.weight().await.ok(),
         Some(r) => Some(r.weight().await?),
         None => None,
     };
-    let generation = cp.meta().generation.unwrap_or(0);
-    let status = cp.status.clone().unwrap_or_default();
+    let canary_image = match &canary {
+        Some(c) => first_image(c),
+        // Gone after the promotion: what was promoted is still the canary image.
+        None => status.observed_canary_image.clone(),
+    };
     // Readings matter only while a step is being judged; skipping them otherwise keeps idle
     // and finished promotions from loading Prometheus.
     let current = status.observed_generation == Some(generation);
@@ -168,7 +186,7 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
             image: first_image(&stable),
             available: available(&stable),
         },
-        canary_image: first_image(&canary),
+        canary_image,
         action: cp.annotations().get(ACTION_ANNOTATION).cloned(),
         metric_window: chrono::TimeDelta::from_std(window_for(interval(cp), ctx.min_window)).unwrap_or_default(),
     };

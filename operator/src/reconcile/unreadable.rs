@@ -1,16 +1,18 @@
 //! CanaryPromotions this version cannot read (stored under an older schema, or written while
 //! validation was off). The controller watches them through kube's `DeserializeGuard`, so one
 //! such object never breaks the watch for the others; it is reported once per change with a
-//! Warning Event naming the field, and left alone.
+//! Warning Event naming the field, and left alone — except that deleting one must not hang on
+//! our finalizer: it is removed (traffic cannot be restored for an object whose spec cannot be
+//! read, and the Event says so).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 
-use super::{Context, Error};
+use super::{Context, Error, FINALIZER};
 use crate::crd::{CanaryPromotion, CanaryPromotionStatus, PromotionSpec};
 
 /// Event reason for an object the operator cannot read.
@@ -44,6 +46,18 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     // (with `list`, which the operator's RBAC grants, rather than `get`, which it does not).
     let resource = kube::api::ApiResource::erase::<CanaryPromotion>(&());
     let raw: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+    if meta.deletion_timestamp.is_some() && meta.finalizers.iter().flatten().any(|f| f == FINALIZER) {
+        let kept: Vec<&String> = meta.finalizers.iter().flatten().filter(|f| *f != FINALIZER).collect();
+        // Guarded by resourceVersion, like kube's own finalizer helper.
+        let patch = serde_json::json!({
+            "metadata": {"finalizers": kept, "resourceVersion": meta.resource_version}
+        });
+        raw.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::Kube)?;
+        tracing::warn!(%namespace, %name, "unreadable CanaryPromotion deleted: finalizer removed without restoring traffic");
+        return Ok(Action::await_change());
+    }
     let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
     let detail = match raw.list(&by_name).await {
         Ok(list) => list
