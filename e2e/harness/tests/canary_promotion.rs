@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use canary_e2e::manifests::{CANARY_IMAGE, NAMESPACE, STABLE_IMAGE};
 use canary_e2e::processes::Binaries;
-use canary_e2e::scenario::{CanaryRelease, ScenarioConfig, Stack};
+use canary_e2e::scenario::{CanaryRelease, ScenarioConfig, ScenarioReport, Stack};
 
 /// One scenario at a time: each runs a whole stack, and two at once on two cores would
 /// measure the machine, not the operator.
@@ -48,22 +48,18 @@ fn binaries() -> Binaries {
     binaries
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn canary_walks_every_step_and_is_promoted_without_errors() {
+/// Runs one scenario to a terminal phase, one at a time, bounded by its timeout plus a
+/// minute: what `kubectl get canarypromotions -o wide` shows at the end (the printer columns
+/// through the real kubectl, as a person would see them), the report, and the report rendered
+/// (printed too, for a failing assertion's context).
+async fn run_scenario(config: ScenarioConfig) -> (String, ScenarioReport, String) {
     let _serial = ONE_AT_A_TIME.lock().await;
     canary_e2e::install_crypto_provider();
     canary_e2e::init_logging("warn");
-    let started = Instant::now();
-    let mut config = ScenarioConfig::demo(binaries());
-    config.timeout = Duration::from_secs(180);
-    let rate = config.requests_per_second;
-    let max_requests = u64::from(rate) * (config.timeout.as_secs() + 30);
     let timeout = config.timeout;
-
-    let (table, report) = tokio::time::timeout(Duration::from_secs(240), async {
+    let (table, report) = tokio::time::timeout(timeout + Duration::from_secs(60), async {
         let stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
         stack.wait_for_terminal_phase(timeout).await;
-        // What a person would see: the printer columns through the real kubectl.
         let table = stack
             .kubectl(&["get", "canarypromotions", "-n", NAMESPACE, "-o", "wide"])
             .await
@@ -71,9 +67,20 @@ async fn canary_walks_every_step_and_is_promoted_without_errors() {
         (table, stack.finish().await.unwrap())
     })
     .await
-    .expect("the scenario finished within 4 minutes");
+    .expect("the scenario finished within its timeout and a minute");
     let rendered = report.render();
     eprintln!("{rendered}");
+    (table, report, rendered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn canary_walks_every_step_and_is_promoted_without_errors() {
+    let started = Instant::now();
+    let mut config = ScenarioConfig::demo(binaries());
+    config.timeout = Duration::from_secs(180);
+    let rate = config.requests_per_second;
+    let max_requests = u64::from(rate) * (config.timeout.as_secs() + 30);
+    let (table, report, rendered) = run_scenario(config).await;
 
     assert_eq!(report.phase, "Promoted", "{rendered}");
     let row = table.lines().nth(1).unwrap_or_default();
@@ -122,27 +129,10 @@ async fn canary_walks_every_step_and_is_promoted_without_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_that_loses_its_database_is_rolled_back_by_the_5xx_criterion() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    canary_e2e::install_crypto_provider();
-    canary_e2e::init_logging("warn");
     let mut config = ScenarioConfig::demo(binaries());
     config.canary = CanaryRelease::BrokenDatabase;
     config.timeout = Duration::from_secs(120);
-    let timeout = config.timeout;
-
-    let (table, report) = tokio::time::timeout(Duration::from_secs(180), async {
-        let stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
-        stack.wait_for_terminal_phase(timeout).await;
-        let table = stack
-            .kubectl(&["get", "canarypromotions", "-n", NAMESPACE, "-o", "wide"])
-            .await
-            .unwrap();
-        (table, stack.finish().await.unwrap())
-    })
-    .await
-    .expect("the scenario finished within 3 minutes");
-    let rendered = report.render();
-    eprintln!("{rendered}");
+    let (table, report, rendered) = run_scenario(config).await;
 
     assert_eq!(report.phase, "RolledBack", "{rendered}");
     let row = table.lines().nth(1).unwrap_or_default();
@@ -182,23 +172,10 @@ async fn a_canary_that_loses_its_database_is_rolled_back_by_the_5xx_criterion() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_that_turns_slow_is_rolled_back_by_the_latency_criterion_without_a_single_5xx() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    canary_e2e::install_crypto_provider();
-    canary_e2e::init_logging("warn");
     let mut config = ScenarioConfig::demo(binaries());
     config.canary = CanaryRelease::SlowDatabase;
     config.timeout = Duration::from_secs(120);
-    let timeout = config.timeout;
-
-    let report = tokio::time::timeout(Duration::from_secs(180), async {
-        let stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
-        stack.wait_for_terminal_phase(timeout).await;
-        stack.finish().await.unwrap()
-    })
-    .await
-    .expect("the scenario finished within 3 minutes");
-    let rendered = report.render();
-    eprintln!("{rendered}");
+    let (_, report, rendered) = run_scenario(config).await;
 
     assert_eq!(report.phase, "RolledBack", "{rendered}");
     let message = report.status["message"].as_str().unwrap_or_default();

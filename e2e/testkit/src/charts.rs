@@ -45,6 +45,22 @@ fn output(mut command: Command) -> io::Result<Output> {
     command.output().map_err(|e| missing(&program, e))
 }
 
+/// Everything a checking tool printed (stdout, then stderr): its report when it exits 0, an
+/// error carrying the report otherwise.
+fn report(command: Command) -> io::Result<String> {
+    let out = output(command)?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(report)
+    } else {
+        Err(io::Error::other(report))
+    }
+}
+
 /// A command's stdout, or an error carrying its stderr.
 fn stdout(command: Command) -> io::Result<String> {
     let out = output(command)?;
@@ -153,17 +169,7 @@ impl Helm {
         let mut command = self.command();
         command.arg("lint").arg("--strict").arg(&release.chart);
         release.args(&mut command);
-        let out = output(command)?;
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(report)
-        } else {
-            Err(io::Error::other(report))
-        }
+        report(command)
     }
 }
 
@@ -172,15 +178,5 @@ impl Helm {
 pub fn kubernetes_validate(manifests: &Path, kubernetes_version: &str) -> io::Result<String> {
     let mut command = Command::new(tools_dir().join("venv/bin/kubernetes-validate"));
     command.arg("--strict").arg("-k").arg(kubernetes_version).arg(manifests);
-    let out = output(command)?;
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(report)
-    } else {
-        Err(io::Error::other(report))
-    }
+    report(command)
 }

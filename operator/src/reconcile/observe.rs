@@ -79,8 +79,7 @@ pub fn history_key(cp: &CanaryPromotion) -> String {
 }
 
 /// Gate and rollback readings from the spec's metric source and the Redis probe.
-async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: Wanted) -> Readings {
-    let window = window_for(interval(cp), ctx.min_window);
+async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: Wanted, window: Duration) -> Readings {
     let (mut readings, redis) = futures::join!(
         read_providers(cp, ctx, ns, &wanted, window),
         probe_redis(cp, ctx, ns, &wanted, window)
@@ -172,9 +171,12 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
     // Readings matter only while a step is being judged; skipping them otherwise keeps idle
     // and finished promotions from loading Prometheus.
     let current = status.observed_generation == Some(generation);
+    let window = window_for(interval(cp), ctx.min_window);
     let readings = match status.phase {
-        Phase::Progressing | Phase::Paused if current => read_metrics(cp, ctx, ns, Wanted::for_spec(spec)).await,
-        Phase::Watching if current => read_metrics(cp, ctx, ns, Wanted::for_watch(spec)).await,
+        Phase::Progressing | Phase::Paused if current => {
+            read_metrics(cp, ctx, ns, Wanted::for_spec(spec), window).await
+        }
+        Phase::Watching if current => read_metrics(cp, ctx, ns, Wanted::for_watch(spec), window).await,
         _ => Readings::default(),
     };
     let obs = Observation {
@@ -188,7 +190,7 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
         },
         canary_image,
         action: cp.annotations().get(ACTION_ANNOTATION).cloned(),
-        metric_window: chrono::TimeDelta::from_std(window_for(interval(cp), ctx.min_window)).unwrap_or_default(),
+        metric_window: chrono::TimeDelta::from_std(window).unwrap_or_default(),
     };
     Ok(Observed { obs, router, stable })
 }
