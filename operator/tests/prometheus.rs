@@ -86,7 +86,9 @@ fn close(got: f64, want: f64, tolerance: f64) -> bool {
 async fn builtin_slis_no_data_and_errors_against_real_prometheus() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let target = exporter().await;
-        let prom = testkit::Prometheus::start(&[target], Duration::from_millis(500)).unwrap();
+        let prom =
+            testkit::Prometheus::start_labelled(&[target], Duration::from_millis(500), &[("namespace", "team-a")])
+                .unwrap();
         let http = reqwest::Client::new();
         let provider = PrometheusProvider::new(http.clone(), &prom.url(), Duration::from_secs(2));
         let window = Duration::from_secs(4);
@@ -149,6 +151,21 @@ async fn builtin_slis_no_data_and_errors_against_real_prometheus() {
             "{:?}",
             r.gates["custom.many"]
         );
+
+        // `spec.metrics.prometheus.labels` narrow every built-in query: the workload's own
+        // namespace reads the same values, another namespace reads nothing.
+        let mut narrowed = wanted.clone();
+        narrowed.labels = [("namespace".to_owned(), "team-a".to_owned())].into();
+        let own = provider.read(&narrowed, window).await;
+        assert!(
+            close(value(&own.criteria["errorRate5xx"]), 0.01, 0.002),
+            "{:?}",
+            own.criteria
+        );
+        narrowed.labels = [("namespace".to_owned(), "team-b".to_owned())].into();
+        let other = provider.read(&narrowed, window).await;
+        assert_eq!(other.criteria["errorRate5xx"], Reading::NoData, "{:?}", other.criteria);
+        assert_eq!(other.criteria["p95LatencyMs"], Reading::NoData);
 
         // Unreachable Prometheus: errors, not no data.
         let port = testkit::free_port();

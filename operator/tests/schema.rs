@@ -90,8 +90,18 @@ fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String
         }
         let props = schema["properties"].as_object();
         let open = schema["x-kubernetes-preserve-unknown-fields"] == json!(true);
+        if schema["maxProperties"]
+            .as_u64()
+            .is_some_and(|m| fields.len() as u64 > m)
+        {
+            errors.push(format!("{path}: more than maxProperties"));
+        }
+        // A map: every value has the schema of `additionalProperties`.
+        let values = schema["additionalProperties"]
+            .is_object()
+            .then(|| &schema["additionalProperties"]);
         for (key, field) in fields {
-            match props.and_then(|p| p.get(key)) {
+            match props.and_then(|p| p.get(key)).or(values) {
                 Some(s) => structural(s, field, &format!("{path}.{key}"), errors),
                 // The API server owns the envelope (apiVersion, kind, metadata).
                 None if open || path.is_empty() => {}
@@ -398,6 +408,18 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             json!("platform-slack"),
             "spec.notify: names must be unique",
         ),
+        (
+            "track among the query labels",
+            "/spec/metrics/prometheus/labels",
+            json!({"namespace": "team-a", "track": "stable"}),
+            "spec.metrics.prometheus.labels: track is set by the operator",
+        ),
+        (
+            "a query label that is no label name",
+            "/spec/metrics/prometheus/labels",
+            json!({"app.kubernetes.io/name": "api"}),
+            "spec.metrics.prometheus.labels: keys must be Prometheus label names",
+        ),
     ]
 }
 
@@ -542,6 +564,8 @@ fn core_rejects_what_the_schema_rejects() {
         "post-promotion watch on a custom rollback query",
         "bad watch",
         "duplicate notify names",
+        "track among the query labels",
+        "a query label that is no label name",
         "replay protection (no probe yet)",
         "custom PromQL gate with the scrape provider",
         "rollback metric without a built-in query",

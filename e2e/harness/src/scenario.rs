@@ -261,7 +261,12 @@ impl Stack {
 
         let targets = vec![stable_api.addr.to_string(), canary_api.addr.to_string()];
         let scrape = config.scrape_interval;
-        let prometheus = blocking("Prometheus", move || testkit::Prometheus::start(&targets, scrape)).await?;
+        // The label Kubernetes service discovery would put on the pods' series: the chart's
+        // CanaryPromotion narrows its queries to it.
+        let prometheus = blocking("Prometheus", move || {
+            testkit::Prometheus::start_labelled(&targets, scrape, &[("namespace", crate::manifests::NAMESPACE)])
+        })
+        .await?;
         progress(&format!(
             "Prometheus on {} scraping both every {:?}",
             prometheus.url(),

@@ -18,15 +18,26 @@ pub struct Prometheus {
 impl Prometheus {
     /// `targets` are `host:port` strings scraped at `/metrics` as job `test`.
     pub fn start(targets: &[String], scrape_interval: Duration) -> io::Result<Self> {
+        Self::start_labelled(targets, scrape_interval, &[])
+    }
+
+    /// As `start`, with `labels` on every scraped series, as Kubernetes service discovery
+    /// would add `namespace`.
+    pub fn start_labelled(targets: &[String], scrape_interval: Duration, labels: &[(&str, &str)]) -> io::Result<Self> {
         let dir = scratch_dir("testkit-prometheus-")?.keep();
         remove_at_exit(dir.clone());
         let port = free_port();
         let interval = format!("{}ms", scrape_interval.as_millis().max(100));
         let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        let labels = labels
+            .iter()
+            .map(|(k, v)| format!("{k}: '{v}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let config = format!(
             "global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n\
              scrape_configs:\n  - job_name: test\n    scrape_interval: {interval}\n    scrape_timeout: {interval}\n    \
-             static_configs:\n      - targets: [{list}]\n"
+             static_configs:\n      - targets: [{list}]\n        labels: {{{labels}}}\n"
         );
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config)?;

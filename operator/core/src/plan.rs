@@ -127,6 +127,14 @@ impl Plan {
         {
             return Err(invalid("metrics.scrape", "exactly one of port or portName must be set"));
         }
+        if let Some(p) = &m.prometheus
+            && let Some(key) = p.labels.keys().find(|k| !is_extra_label(k))
+        {
+            return Err(invalid(
+                format!("metrics.prometheus.labels.{key}"),
+                "not a Prometheus label name the operator leaves to the spec (letters, digits, _; not __*, not track)",
+            ));
+        }
         if m.scrape.is_some() {
             if !spec.gates.custom.is_empty() {
                 return Err(invalid("gates.custom", "PromQL gates need spec.metrics.prometheus"));
@@ -367,4 +375,12 @@ fn compile_criteria(spec: &PromotionSpec) -> Result<Vec<CriterionSpec>, SpecErro
         });
     }
     Ok(criteria)
+}
+
+/// A label the spec may add to the built-in queries: a Prometheus label name, not reserved
+/// (`__*`) and not `track`, which the operator sets itself.
+fn is_extra_label(key: &str) -> bool {
+    let mut chars = key.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    starts_well && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !key.starts_with("__") && key != "track"
 }

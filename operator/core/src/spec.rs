@@ -5,6 +5,8 @@
 //! `minimum`, `maxItems`, ...); cross-field rules are CEL (`x-kubernetes-validations`). Every
 //! list and string is bounded so the API server can bound the CEL cost.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -275,6 +277,17 @@ pub struct PrometheusSource {
     /// Base URL of the Prometheus HTTP API.
     #[schemars(length(max = 512), pattern("^https?://[^\\s]+$"))]
     pub address: String,
+    /// Label matchers added to every built-in query next to `track`, naming this promotion's
+    /// workload when one Prometheus scrapes several, e.g. `{namespace: team-a, service:
+    /// api-canary}`. Without them the built-in SLIs read every series with the track label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 8, "additionalProperties" = {"type": "string", "maxLength": 253}, "x-kubernetes-validations" = [
+        {"rule": "self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$') && !k.startsWith('__'))",
+         "message": "spec.metrics.prometheus.labels: keys must be Prometheus label names (letters, digits, _; not starting with __)"},
+        {"rule": "!('track' in self)",
+         "message": "spec.metrics.prometheus.labels: track is set by the operator (canary, or stable during the post-promotion watch)"}
+    ]))]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Direct scrape of the canary pods. The port is a number (the pods' metrics port, whether or

@@ -96,13 +96,18 @@ pub struct Wanted {
     pub redis: Option<redis::RedisChecks>,
     /// The track built-in queries read.
     pub track: Track,
+    /// Extra label matchers of the built-in queries (`spec.metrics.prometheus.labels`).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Wanted {
     /// Gates the metric providers answer, plus the Redis probe's rows. (The replay-protection
     /// probe does not exist yet: that gate reads as no data.)
     pub fn for_spec(spec: &PromotionSpec) -> Wanted {
-        let mut w = Wanted::default();
+        let mut w = Wanted {
+            labels: extra_labels(spec),
+            ..Wanted::default()
+        };
         if let Some(sli) = &spec.gates.sli {
             let configured = [
                 (Sli::Availability, &sli.availability),
@@ -151,6 +156,7 @@ impl Wanted {
         Wanted {
             criteria: criteria(spec),
             track: Track::Stable,
+            labels: extra_labels(spec),
             ..Wanted::default()
         }
     }
@@ -158,6 +164,14 @@ impl Wanted {
     pub fn is_empty(&self) -> bool {
         self.gates.is_empty() && self.criteria.is_empty()
     }
+}
+
+fn extra_labels(spec: &PromotionSpec) -> BTreeMap<String, String> {
+    spec.metrics
+        .prometheus
+        .as_ref()
+        .map(|p| p.labels.clone())
+        .unwrap_or_default()
 }
 
 fn criteria(spec: &PromotionSpec) -> Vec<(String, Query)> {

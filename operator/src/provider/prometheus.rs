@@ -15,37 +15,51 @@ use super::{MetricProvider, Query, Readings, Sli, Track, Wanted, unknown_metric}
 
 /// The track's request count over the window: the `samples` behind every reading, so
 /// `minSamples` means "at least this many requests in the window".
-pub fn samples_query(track: Track, window: Duration) -> String {
+pub fn samples_query(series: &str, window: Duration) -> String {
     let w = range(window);
-    let t = track.label();
-    format!(r#"sum(increase(http_requests_total{{track="{t}"}}[{w}]))"#)
+    format!(r#"sum(increase(http_requests_total{{{series}}}[{w}]))"#)
+}
+
+/// The label matchers of every built-in query: the track, then the spec's extra labels
+/// (`spec.metrics.prometheus.labels`), as PromQL string literals.
+pub fn series(track: Track, labels: &BTreeMap<String, String>) -> String {
+    let mut matchers = format!(r#"track="{}""#, track.label());
+    for (name, value) in labels {
+        matchers.push_str(&format!(r#",{name}="{}""#, escape(value)));
+    }
+    matchers
+}
+
+/// A PromQL double-quoted string's content (Go escapes).
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Built-in PromQL for an SLI on `track` over `window` (the metric contract: README.md,
 /// "Metrics").
-pub fn builtin_query(sli: Sli, track: Track, window: Duration) -> String {
+pub fn builtin_query(sli: Sli, series: &str, window: Duration) -> String {
     let w = range(window);
-    let t = track.label();
-    let req = |filter: &str| format!(r#"sum(rate(http_requests_total{{track="{t}"{filter}}}[{w}]))"#);
+    let t = series;
+    let req = |filter: &str| format!(r#"sum(rate(http_requests_total{{{t}{filter}}}[{w}]))"#);
     match sli {
         Sli::Availability => format!("1 - ({} or vector(0)) / {}", req(r#",status=~"5..""#), req("")),
         Sli::ErrorRate5xx => format!("({} or vector(0)) / {}", req(r#",status=~"5..""#), req("")),
         Sli::P95LatencyMs => format!(
-            r#"1000 * histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{track="{t}"}}[{w}])))"#
+            r#"1000 * histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{t}}}[{w}])))"#
         ),
         Sli::RateLimited429 => format!(
-            r#"(sum(rate(ratelimit_decisions_total{{track="{t}",decision="limited",principal!="tester"}}[{w}])) or vector(0)) / sum(rate(ratelimit_decisions_total{{track="{t}",principal!="tester"}}[{w}]))"#
+            r#"(sum(rate(ratelimit_decisions_total{{{t},decision="limited",principal!="tester"}}[{w}])) or vector(0)) / sum(rate(ratelimit_decisions_total{{{t},principal!="tester"}}[{w}]))"#
         ),
         // A counter that never moved may not exist at all: absent means zero errors.
         Sli::LimiterRedisErrors => {
-            format!(r#"sum(increase(limiter_redis_errors_total{{track="{t}"}}[{w}])) or vector(0)"#)
+            format!(r#"sum(increase(limiter_redis_errors_total{{{t}}}[{w}])) or vector(0)"#)
         }
         Sli::OpenaiFallbackRate => format!(
-            r#"(sum(rate(openai_requests_total{{track="{t}",outcome="fallback"}}[{w}])) or vector(0)) / sum(rate(openai_requests_total{{track="{t}"}}[{w}]))"#
+            r#"(sum(rate(openai_requests_total{{{t},outcome="fallback"}}[{w}])) or vector(0)) / sum(rate(openai_requests_total{{{t}}}[{w}]))"#
         ),
         Sli::DbPoolUtilization => {
             format!(
-                r#"max(db_pool_connections{{track="{t}",state="in_use"}} / ignoring(state) db_pool_max_connections{{track="{t}"}})"#
+                r#"max(db_pool_connections{{{t},state="in_use"}} / ignoring(state) db_pool_max_connections{{{t}}})"#
             )
         }
     }
@@ -174,10 +188,11 @@ impl MetricProvider for PrometheusProvider {
         }
         // One query per distinct PromQL (a gate and a criterion often share one).
         let mut unique: BTreeMap<String, Reading> = BTreeMap::new();
-        unique.insert(samples_query(wanted.track, window), Reading::NoData);
+        let series = series(wanted.track, &wanted.labels);
+        unique.insert(samples_query(&series, window), Reading::NoData);
         for (_, q) in wanted.gates.iter().chain(&wanted.criteria) {
             match q {
-                Query::Builtin(s) => unique.insert(builtin_query(*s, wanted.track, window), Reading::NoData),
+                Query::Builtin(s) => unique.insert(builtin_query(*s, &series, window), Reading::NoData),
                 Query::PromQl(p) => unique.insert(p.clone(), Reading::NoData),
                 Query::Unknown(_) => None,
             };
@@ -187,7 +202,7 @@ impl MetricProvider for PrometheusProvider {
         for (k, r) in keys.into_iter().zip(results) {
             unique.insert(k, r);
         }
-        let samples = match unique.get(&samples_query(wanted.track, window)) {
+        let samples = match unique.get(&samples_query(&series, window)) {
             Some(Reading::Value { value, .. }) if value.is_finite() && *value > 0.0 => {
                 // increase() extrapolates: round to whole requests.
                 value.round() as u64
@@ -203,7 +218,7 @@ impl MetricProvider for PrometheusProvider {
         };
         let resolve = |q: &Query| -> Reading {
             let key = match q {
-                Query::Builtin(s) => builtin_query(*s, wanted.track, window),
+                Query::Builtin(s) => builtin_query(*s, &series, window),
                 Query::PromQl(p) => p.clone(),
                 Query::Unknown(name) => return unknown_metric(name),
             };
@@ -254,16 +269,38 @@ mod tests {
     #[test]
     fn builtin_queries_select_one_track_only() {
         let minute = Duration::from_secs(60);
+        let none = BTreeMap::new();
+        let on = |track| series(track, &none);
         for s in Sli::ALL {
-            let canary = builtin_query(s, Track::Canary, minute);
+            let canary = builtin_query(s, &on(Track::Canary), minute);
             assert!(
                 canary.contains(r#"track="canary""#) && !canary.contains("stable"),
                 "{canary}"
             );
-            let stable = builtin_query(s, Track::Stable, minute);
+            let stable = builtin_query(s, &on(Track::Stable), minute);
             assert_eq!(stable, canary.replace(r#"track="canary""#, r#"track="stable""#));
         }
-        assert!(builtin_query(Sli::RateLimited429, Track::Canary, minute).contains(r#"principal!="tester""#));
-        assert!(builtin_query(Sli::P95LatencyMs, Track::Canary, Duration::from_secs(90)).contains("[90s]"));
+        assert!(builtin_query(Sli::RateLimited429, &on(Track::Canary), minute).contains(r#"principal!="tester""#));
+        assert!(builtin_query(Sli::P95LatencyMs, &on(Track::Canary), Duration::from_secs(90)).contains("[90s]"));
+    }
+
+    /// Every selector of every built-in query carries the spec's labels, quoted safely.
+    #[test]
+    fn builtin_queries_carry_the_spec_labels() {
+        let labels = BTreeMap::from([
+            ("namespace".to_owned(), "team-a".to_owned()),
+            ("service".to_owned(), r#"a"b\c"#.to_owned()),
+        ]);
+        let matchers = series(Track::Canary, &labels);
+        assert_eq!(matchers, r#"track="canary",namespace="team-a",service="a\"b\\c""#);
+        for s in Sli::ALL {
+            let q = builtin_query(s, &matchers, Duration::from_secs(60));
+            assert_eq!(
+                q.matches("track=").count(),
+                q.matches(r#"namespace="team-a""#).count(),
+                "{q}"
+            );
+        }
+        assert!(samples_query(&matchers, Duration::from_secs(60)).contains(r#"namespace="team-a""#));
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use canary_operator::CanaryPromotion;
 use canary_operator::clock::SystemClock;
-use canary_operator::provider::prometheus::{builtin_query, samples_query};
+use canary_operator::provider::prometheus::{builtin_query, samples_query, series};
 use canary_operator::provider::{Sli, Track};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -422,12 +422,12 @@ impl ScriptedProm {
 
     /// The SLI of one track (the stable one is read by the post-promotion watch).
     pub fn set_on(&self, track: Track, sli: Sli, v: Option<f64>) {
-        self.set_query(&builtin_query(sli, track, WINDOW), v);
+        self.set_query(&builtin_query(sli, &series(track, &Default::default()), WINDOW), v);
     }
 
     pub fn set_samples(&self, v: Option<f64>) {
         for track in [Track::Canary, Track::Stable] {
-            self.set_query(&samples_query(track, WINDOW), v);
+            self.set_query(&samples_query(&series(track, &Default::default()), WINDOW), v);
         }
     }
 
