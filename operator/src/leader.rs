@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::shards::SELECTOR_ANNOTATION;
 
 #[derive(Debug, Clone)]
 pub struct LeaseSettings {
@@ -28,6 +29,9 @@ pub struct LeaseSettings {
     pub namespace: String,
     pub identity: String,
     pub duration: Duration,
+    /// Written on the Lease (`shards::SELECTOR_ANNOTATION`), so the other shards' leaders
+    /// can tell which promotions no shard selects.
+    pub shard_selector: Option<String>,
 }
 
 /// Whether this replica leads, as it changes.
@@ -87,6 +91,11 @@ impl Elector {
                 metadata: ObjectMeta {
                     name: Some(self.s.name.clone()),
                     namespace: Some(self.s.namespace.clone()),
+                    annotations: self
+                        .s
+                        .shard_selector
+                        .as_ref()
+                        .map(|s| [(SELECTOR_ANNOTATION.to_owned(), s.clone())].into()),
                     ..ObjectMeta::default()
                 },
                 spec: Some(LeaseSpec {
@@ -131,6 +140,11 @@ impl Elector {
         }
         spec.renew_time = now;
         spec.lease_duration_seconds = Some(self.duration_secs());
+        let annotations = lease.metadata.annotations.get_or_insert_default();
+        match &self.s.shard_selector {
+            Some(s) => annotations.insert(SELECTOR_ANNOTATION.to_owned(), s.clone()),
+            None => annotations.remove(SELECTOR_ANNOTATION),
+        };
         match self.api.replace(&self.s.name, &PostParams::default(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.is_conflict() => Ok(false),

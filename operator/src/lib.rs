@@ -12,6 +12,7 @@ pub mod ownership;
 pub mod provider;
 pub mod reconcile;
 pub mod router;
+pub mod shards;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -31,6 +32,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Reconcile only the CanaryPromotions with these labels (a label selector).
     pub shard_selector: Option<String>,
+    /// How often a shard's leader compares every promotion with the live shards' selectors.
+    pub shard_survey_period: Duration,
     /// `/metrics`, `/livez`, `/readyz`.
     pub listen: SocketAddr,
     /// `None`: no election, this replica always acts (a single replica).
@@ -139,6 +142,17 @@ pub async fn run(
             identity: settings.identity.clone(),
         },
     )?);
+    let (survey_stop, survey_stopped) = watch::channel(false);
+    if let (Some(_), Some(lease)) = (&settings.shard_selector, &settings.lease) {
+        tokio::spawn(shards::report(
+            ctx.client.clone(),
+            lease.namespace.clone(),
+            settings.namespace.clone(),
+            ctx.metrics.clone(),
+            settings.shard_survey_period,
+            survey_stopped,
+        ));
+    }
     let mut stop = shutdown.clone();
     let lost = leadership.clone();
     let stop_controller = async move {
@@ -155,6 +169,7 @@ pub async fn run(
         stop_controller,
     )
     .await;
+    let _ = survey_stop.send(true);
     let shutting_down = *shutdown.borrow();
     if let Some(task) = election {
         if shutting_down {

@@ -39,9 +39,14 @@ struct RunArgs {
     /// Reconcile only the CanaryPromotions this label selector matches (e.g.
     /// `scholarship.dev/shard=a`), so several operators, each with its own Lease, split a
     /// cluster's promotions. Give the shards disjoint selectors that together cover every
-    /// value, e.g. `shard=a`, `shard=b` and `shard notin (a,b)`.
+    /// value, e.g. `shard=a`, `shard=b` and `shard notin (a,b)`. The leader writes it on its
+    /// Lease and reports promotions that no live shard, or more than one, selects (shards
+    /// share the Lease namespace and run with leader election).
     #[arg(long, env = "CANARY_OPERATOR_SHARD_SELECTOR")]
     shard_selector: Option<String>,
+    /// How often a shard's leader surveys which promotions the live shards select.
+    #[arg(long, env = "CANARY_OPERATOR_SHARD_SURVEY_INTERVAL", default_value = "1m", value_parser = duration)]
+    shard_survey_interval: Duration,
     /// Address of the /metrics, /livez and /readyz endpoints.
     #[arg(long, env = "CANARY_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -93,14 +98,16 @@ async fn run(args: RunArgs) -> ExitCode {
     let identity = args.identity.unwrap_or_else(identity);
     let settings = Settings {
         namespace: args.namespace,
-        shard_selector: args.shard_selector,
-        listen: args.listen,
         lease: args.leader_election.then(|| LeaseSettings {
             name: args.lease_name,
             namespace: args.lease_namespace,
             identity: identity.clone(),
             duration: args.lease_duration,
+            shard_selector: args.shard_selector.clone(),
         }),
+        shard_selector: args.shard_selector,
+        shard_survey_period: args.shard_survey_interval,
+        listen: args.listen,
         identity,
         prometheus_timeout: args.prometheus_timeout,
         min_window: args.min_window,

@@ -72,6 +72,7 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
+    pub evaluation_lateness: Histogram,
     pub promotions: Family<PhaseLabel, Gauge>,
     pub gate_evaluations: Family<StateLabel, Counter>,
     pub breach_to_rollback: Histogram,
@@ -79,6 +80,9 @@ pub struct Metrics {
     pub post_promotion_breaches: Counter,
     notifications: Family<OutcomeLabel, Counter>,
     pub leader: Gauge,
+    pub shards: Gauge,
+    pub unsharded: Gauge,
+    pub overlapping: Gauge,
     weight: Family<PromotionLabel, Gauge>,
     gate_value: Family<GateLabel, Gauge<f64, AtomicU64>>,
     gate_threshold: Family<GateLabel, Gauge<f64, AtomicU64>>,
@@ -121,6 +125,12 @@ impl Metrics {
             "Time spent in one reconciliation",
             duration.clone(),
         );
+        let evaluation_lateness = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register(
+            "evaluation_lateness_seconds",
+            "How long after its due time (the last evaluation plus the interval) an active promotion was evaluated again",
+            evaluation_lateness.clone(),
+        );
         let promotions = Family::<PhaseLabel, Gauge>::default();
         registry.register("promotions", "CanaryPromotions by phase", promotions.clone());
         let gate_evaluations = Family::<StateLabel, Counter>::default();
@@ -155,6 +165,24 @@ impl Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        let shards = Gauge::default();
+        registry.register(
+            "shards",
+            "Live shards (Leases carrying a shard selector) seen by this shard's leader",
+            shards.clone(),
+        );
+        let unsharded = Gauge::default();
+        registry.register(
+            "unsharded_promotions",
+            "CanaryPromotions no live shard's selector selects: no operator reconciles them",
+            unsharded.clone(),
+        );
+        let overlapping = Gauge::default();
+        registry.register(
+            "overlapping_promotions",
+            "CanaryPromotions more than one live shard's selector selects",
+            overlapping.clone(),
+        );
         let weight = Family::<PromotionLabel, Gauge>::default();
         registry.register(
             "promotion_weight",
@@ -182,6 +210,7 @@ impl Metrics {
             reconciles,
             errors,
             duration,
+            evaluation_lateness,
             promotions,
             gate_evaluations,
             breach_to_rollback,
@@ -189,6 +218,9 @@ impl Metrics {
             post_promotion_breaches,
             notifications,
             leader,
+            shards,
+            unsharded,
+            overlapping,
             phases: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
         }

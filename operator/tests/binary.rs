@@ -46,15 +46,7 @@ fn spawn(c: &Cluster, identity: &str) -> Operator {
 }
 
 async fn metric(op: &Operator, name: &str) -> Option<f64> {
-    let body = reqwest::get(format!("http://127.0.0.1:{}/metrics", op.port))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    body.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    operator_metric(op.port, name).await
 }
 
 async fn holder(c: &Cluster) -> Option<String> {

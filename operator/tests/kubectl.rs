@@ -124,6 +124,7 @@ async fn the_operator_account_may_do_exactly_what_the_manifest_grants() {
         };
         let ns = c.ns.clone();
         let granted = [
+            ("get", "canarypromotions.scholarship.dev"),
             ("watch", "canarypromotions.scholarship.dev"),
             ("patch", "canarypromotions.scholarship.dev"),
             ("patch", "canarypromotions.scholarship.dev/status"),

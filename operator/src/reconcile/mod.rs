@@ -3,6 +3,8 @@
 
 mod act;
 mod observe;
+mod references;
+mod schedule;
 mod status;
 mod unreadable;
 
@@ -16,11 +18,11 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
@@ -34,6 +36,7 @@ use crate::notify::{Delivery, Notifier};
 use crate::provider::redis::EvictionHistory;
 use crate::provider::scrape::ScrapeState;
 use crate::router::{RouterError, TrafficRouter, gateway_http_route_resource};
+use references::Kind;
 
 /// Put on every CanaryPromotion so deleting one mid-flight first returns traffic to stable.
 pub const FINALIZER: &str = "scholarship.dev/restore-stable";
@@ -201,6 +204,10 @@ pub struct Context {
     pub notifier: Notifier,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// When each active promotion's next evaluation is due (for the lateness histogram).
+    schedule: schedule::Schedule,
+    /// Which promotions name which Deployments, Ingresses and HTTPRoutes.
+    references: Arc<references::References>,
 }
 
 #[derive(Debug, Clone)]
@@ -237,13 +244,26 @@ impl Context {
             scrapes: ScrapeState::default(),
             evictions: EvictionHistory::default(),
             failures: Mutex::new(HashMap::new()),
+            schedule: schedule::Schedule::default(),
+            references: Arc::default(),
         })
     }
 }
 
-/// A watched CanaryPromotion: the object, or what could be read of one this version cannot
-/// deserialize (see `unreadable`).
+/// A CanaryPromotion as reconcile reads it: the object, or what could be read of one this
+/// version cannot deserialize (see `unreadable`).
 type Watched = DeserializeGuard<CanaryPromotion>;
+
+/// What the controller caches per CanaryPromotion: metadata only. Reconcile reads the object
+/// itself, so ten thousand promotions cost their metadata, not a copy of every spec and status.
+pub type Cached = PartialObjectMeta<CanaryPromotion>;
+
+/// Keeps only what `trigger_hash` reads: managedFields and annotations such as kubectl's
+/// last-applied-configuration are most of the metadata's size.
+fn slim(meta: &mut Cached) {
+    meta.managed_fields_mut().clear();
+    meta.annotations_mut().retain(|k, _| k == ACTION_ANNOTATION);
+}
 
 fn key<K: Resource>(cp: &K) -> String {
     format!("{}/{}", cp.namespace().unwrap_or_default(), cp.name_any())
@@ -252,31 +272,13 @@ fn key<K: Resource>(cp: &K) -> String {
 /// Which changes to a CanaryPromotion need a reconcile: the spec (generation), a one-off
 /// action, deletion and our finalizer. Status changes are our own writes and must not
 /// trigger another round, or every status write would loop straight back.
-fn trigger_hash(cp: &Watched) -> Option<u64> {
+fn trigger_hash(cp: &Cached) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     cp.meta().generation.hash(&mut h);
     cp.annotations().get(ACTION_ANNOTATION).hash(&mut h);
     cp.meta().deletion_timestamp.is_some().hash(&mut h);
     cp.finalizers().iter().any(|f| f == FINALIZER).hash(&mut h);
     Some(h.finish())
-}
-
-/// Maps a changed Deployment/Ingress/HTTPRoute to the CanaryPromotions naming it.
-fn referencing(
-    store: &Store<Watched>,
-    namespace: Option<String>,
-    name: String,
-    matches: fn(&CanaryPromotion, &str) -> bool,
-) -> Vec<ObjectRef<Watched>> {
-    store
-        .state()
-        .iter()
-        .filter(|w| {
-            w.0.as_ref()
-                .is_ok_and(|cp| cp.namespace() == namespace && matches(cp, &name))
-        })
-        .map(|w| ObjectRef::from_obj(w.as_ref()))
-        .collect()
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -288,7 +290,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let (cps, deployments, ingresses): (Api<Watched>, Api<Deployment>, Api<Ingress>) = match namespace {
+    // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
+    let (cps, deployments, ingresses): (Api<Cached>, Api<Deployment>, Api<Ingress>) = match namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -315,47 +318,27 @@ pub async fn run(
     }
     let trigger = watcher(cps, config)
         .default_backoff()
-        // managedFields are most of a stored object's size and never read here.
-        .modify(|cp| cp.managed_fields_mut().clear())
+        .modify(slim)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(trigger_hash, Default::default());
-    let mut controller = Controller::for_stream(trigger, reader.clone())
-        .with_config(ControllerConfig::default().concurrency(concurrency));
-    let store = reader.clone();
+    let mut controller =
+        Controller::for_stream(trigger, reader).with_config(ControllerConfig::default().concurrency(concurrency));
+    let refs = ctx.references.clone();
     controller = controller.watches(deployments, watcher::Config::default(), move |d: Deployment| {
-        referencing(&store, d.namespace(), d.name_any(), |cp, n| {
-            let s = &cp.spec.promotion;
-            s.stable.deployment == n || s.canary.deployment == n
-        })
+        refs.naming(Kind::Deployment, d.namespace(), d.name_any())
     });
-    let store = reader.clone();
+    let refs = ctx.references.clone();
     controller = controller.watches(ingresses, watcher::Config::default(), move |i: Ingress| {
-        referencing(&store, i.namespace(), i.name_any(), |cp, n| {
-            cp.spec
-                .promotion
-                .traffic
-                .nginx
-                .as_ref()
-                .is_some_and(|r| r.canary_ingress == n)
-        })
+        refs.naming(Kind::Ingress, i.namespace(), i.name_any())
     });
     if gateway_api {
-        let store = reader.clone();
+        let refs = ctx.references.clone();
         controller = controller.watches_with(
             routes,
             route_resource,
             watcher::Config::default(),
-            move |r: DynamicObject| {
-                referencing(&store, r.namespace(), r.name_any(), |cp, n| {
-                    cp.spec
-                        .promotion
-                        .traffic
-                        .gateway_api
-                        .as_ref()
-                        .is_some_and(|g| g.http_route == n)
-                })
-            },
+            move |r: DynamicObject| refs.naming(Kind::HttpRoute, r.namespace(), r.name_any()),
         );
     }
     controller
@@ -369,18 +352,30 @@ pub async fn run(
         .await;
 }
 
-#[instrument(skip_all, fields(namespace = watched.namespace().unwrap_or_default(), name = watched.name_any()))]
-async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
+#[instrument(skip_all, fields(namespace = cached.namespace().unwrap_or_default(), name = cached.name_any()))]
+async fn reconcile(cached: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     if !ctx.leadership.is_leader() {
         return Err(Error::NotLeader);
     }
-    let cp = match &watched.0 {
-        Ok(cp) => Arc::new(cp.clone()),
-        Err(invalid) => return unreadable::report(invalid, &ctx).await,
+    let ns = cached.namespace().ok_or(Error::NoNamespace)?;
+    let name = cached.name_any();
+    let current: Api<Watched> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(watched) = current
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::from(e).at(Step::Observe))?
+    else {
+        // Deleted since the event: nothing is left to restore.
+        ctx.references.forget(&ns, &name);
+        return Ok(Action::await_change());
     };
-    let ns = cp.namespace().ok_or(Error::NoNamespace)?;
+    let cp = match watched.0 {
+        Ok(cp) => Arc::new(cp),
+        Err(invalid) => return unreadable::report(&invalid, &ctx).await,
+    };
+    ctx.references.record(&ns, &name, &cp.spec.promotion);
     let api: Api<CanaryPromotion> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, cp, |event| async {
         match event {
@@ -396,6 +391,10 @@ async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, E
 
 async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Action, Error> {
     let now = ctx.clock.now();
+    let object_key = key(cp.as_ref());
+    if let Some(late) = ctx.schedule.lateness(&object_key, Instant::now()) {
+        ctx.metrics.evaluation_lateness.observe(late.as_secs_f64());
+    }
     let observed = match observe::observe(&cp, ctx, ns).await {
         Ok(o) => o,
         Err(e) if e.is_invalid_object() => {
@@ -437,16 +436,21 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
             ctx.metrics.post_promotion_breaches.inc();
         }
     }
-    ctx.metrics
-        .set_phase(&key(cp.as_ref()), Some(outcome.decision.status.phase));
+    ctx.metrics.set_phase(&object_key, Some(outcome.decision.status.phase));
     ctx.metrics
         .set_progress(ns, &cp.name_any(), Some(&outcome.decision.status));
     if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(&key(cp.as_ref()));
+        f.remove(&object_key);
     }
     Ok(match outcome.requeue_after {
-        Some(after) => Action::requeue(after),
-        None => Action::await_change(),
+        Some(after) => {
+            ctx.schedule.due_at(&object_key, Instant::now() + after);
+            Action::requeue(after)
+        }
+        None => {
+            ctx.schedule.forget(&object_key);
+            Action::await_change()
+        }
     })
 }
 
@@ -486,6 +490,8 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
                 Err(e) => return Err(Error::Router(e)),
             }
         }
+        ctx.schedule.forget(&key(cp.as_ref()));
+        ctx.references.forget(ns, &cp.name_any());
         ctx.metrics.set_phase(&key(cp.as_ref()), None);
         ctx.metrics.set_progress(ns, &cp.name_any(), None);
         ctx.scrapes.forget(&observe::history_key(cp.as_ref()));
@@ -496,7 +502,7 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
     .await
 }
 
-fn error_policy(cp: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(cp: Arc<Cached>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error(error.category(), error.step());
     let failures = ctx
         .failures

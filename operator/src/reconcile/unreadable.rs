@@ -1,13 +1,13 @@
 //! CanaryPromotions this version cannot read (stored under an older schema, or written while
-//! validation was off). The controller watches them through kube's `DeserializeGuard`, so one
-//! such object never breaks the watch for the others; it is reported once per change with a
-//! Warning Event naming the field, and left alone — except that deleting one must not hang on
-//! our finalizer: it is removed (traffic cannot be restored for an object whose spec cannot be
-//! read, and the Event says so).
+//! validation was off). The controller watches metadata only and reads each object through
+//! kube's `DeserializeGuard`, so one such object never breaks anything for the others; it is
+//! reported once per change with a Warning Event naming the field, and left alone — except
+//! that deleting one must not hang on our finalizer: it is removed (traffic cannot be restored
+//! for an object whose spec cannot be read, and the Event says so).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -42,8 +42,8 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     let meta = &invalid.metadata;
     let namespace = meta.namespace.clone().ok_or(Error::NoNamespace)?;
     let name = meta.name.clone().unwrap_or_default();
-    // The guard keeps serde's message only; read the object again for the field's path
-    // (with `list`, which the operator's RBAC grants, rather than `get`, which it does not).
+    // The guard keeps serde's message only; read the object again, untyped, for the field's
+    // path.
     let resource = kube::api::ApiResource::erase::<CanaryPromotion>(&());
     let raw: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
     if meta.deletion_timestamp.is_some() && meta.finalizers.iter().flatten().any(|f| f == FINALIZER) {
@@ -58,12 +58,8 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
         tracing::warn!(%namespace, %name, "unreadable CanaryPromotion deleted: finalizer removed without restoring traffic");
         return Ok(Action::await_change());
     }
-    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
-    let detail = match raw.list(&by_name).await {
-        Ok(list) => list
-            .items
-            .into_iter()
-            .next()
+    let detail = match raw.get_opt(&name).await {
+        Ok(object) => object
             .and_then(|object| serde_json::to_value(&object).ok())
             .and_then(explain),
         Err(e) => {

@@ -372,6 +372,8 @@ pub struct ScriptedProm {
     pub address: String,
     answers: Arc<Mutex<HashMap<String, Option<f64>>>>,
     pub queries: Arc<Mutex<u64>>,
+    /// How often each distinct query was asked.
+    seen: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl ScriptedProm {
@@ -380,15 +382,17 @@ impl ScriptedProm {
         let queries: Arc<Mutex<u64>> = Arc::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
-        let (a, q) = (answers.clone(), queries.clone());
+        let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let (a, q, s) = (answers.clone(), queries.clone(), seen.clone());
         let app = axum::Router::new().route(
             "/api/v1/query",
             axum::routing::get(
                 move |axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>| {
-                    let (a, q) = (a.clone(), q.clone());
+                    let (a, q, seen) = (a.clone(), q.clone(), s.clone());
                     async move {
                         *q.lock().unwrap() += 1;
                         let query = params.get("query").cloned().unwrap_or_default();
+                        *seen.lock().unwrap().entry(query.clone()).or_insert(0) += 1;
                         let value = a.lock().unwrap().get(&query).copied().flatten();
                         let result = match value {
                             Some(v) => json!([{"metric": {}, "value": [0.0, v.to_string()]}]),
@@ -406,10 +410,22 @@ impl ScriptedProm {
             address,
             answers,
             queries,
+            seen,
         };
         p.set_samples(Some(1000.0));
         p.all_green();
         p
+    }
+
+    /// Queries asked so far whose PromQL contains `needle`.
+    pub fn queries_containing(&self, needle: &str) -> u64 {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(q, _)| q.contains(needle))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn set_query(&self, query: &str, v: Option<f64>) {
@@ -433,14 +449,25 @@ impl ScriptedProm {
 
     /// Both tracks healthy.
     pub fn all_green(&self) {
+        self.green_for(&Default::default(), WINDOW);
+    }
+
+    /// Both tracks healthy, and busy, for queries narrowed by `labels` over `window`.
+    pub fn green_for(&self, labels: &std::collections::BTreeMap<String, String>, window: Duration) {
         for track in [Track::Canary, Track::Stable] {
-            self.set_on(track, Sli::Availability, Some(0.9995));
-            self.set_on(track, Sli::P95LatencyMs, Some(180.0));
-            self.set_on(track, Sli::ErrorRate5xx, Some(0.001));
-            self.set_on(track, Sli::RateLimited429, Some(0.002));
-            self.set_on(track, Sli::LimiterRedisErrors, Some(0.0));
-            self.set_on(track, Sli::OpenaiFallbackRate, Some(0.01));
-            self.set_on(track, Sli::DbPoolUtilization, Some(0.3));
+            let on = series(track, labels);
+            self.set_query(&samples_query(&on, window), Some(1000.0));
+            for (sli, v) in [
+                (Sli::Availability, 0.9995),
+                (Sli::P95LatencyMs, 180.0),
+                (Sli::ErrorRate5xx, 0.001),
+                (Sli::RateLimited429, 0.002),
+                (Sli::LimiterRedisErrors, 0.0),
+                (Sli::OpenaiFallbackRate, 0.01),
+                (Sli::DbPoolUtilization, 0.3),
+            ] {
+                self.set_query(&builtin_query(sli, &on, window), Some(v));
+            }
         }
     }
 }
@@ -482,6 +509,7 @@ pub fn settings(namespace: &str, lease: Option<canary_operator::leader::LeaseSet
     canary_operator::Settings {
         namespace: Some(namespace.to_owned()),
         shard_selector: None,
+        shard_survey_period: Duration::from_secs(1),
         listen: "127.0.0.1:0".parse().unwrap(),
         lease,
         identity: "test-operator".into(),
@@ -685,4 +713,17 @@ impl Cluster {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// One sample of an operator's `/metrics` on `port` (`None` while it does not answer).
+pub async fn operator_metric(port: u16, name: &str) -> Option<f64> {
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    body.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
