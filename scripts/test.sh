@@ -14,4 +14,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The images' build stages (api-service/Dockerfile, operator/Dockerfile) run these same lines.
 cargo build --release --locked -p scholarship-api --bin scholarship-api
 cargo build --release --locked -p canary-operator --bin canary-operator
-cargo test --workspace --locked
+# The two-shard test runs the shipped (release) binary, at 1,000 promotions per shard.
+CANARY_OPERATOR_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/release/canary-operator" \
+  cargo test --workspace --locked
