@@ -145,21 +145,25 @@ fn publish(c: &Coverage, metrics: &Metrics) {
     metrics.unsharded.set(gauge(c.unsharded.len()));
     metrics.overlapping.set(gauge(c.overlapping.len()));
     let examples = |v: &[String]| v.iter().take(EXAMPLES).cloned().collect::<Vec<_>>().join(", ");
-    if !c.unsharded.is_empty() {
-        tracing::warn!(
-            count = c.unsharded.len(),
-            examples = %examples(&c.unsharded),
-            selectors = ?c.selectors,
-            "CanaryPromotions outside every shard's selector: no operator reconciles them"
-        );
-    }
-    if !c.overlapping.is_empty() {
-        tracing::warn!(
-            count = c.overlapping.len(),
-            examples = %examples(&c.overlapping),
-            selectors = ?c.selectors,
-            "CanaryPromotions selected by more than one shard: their operators would act on them in turn"
-        );
+    let findings = [
+        (
+            &c.unsharded,
+            "outside every shard's selector: no operator reconciles them",
+        ),
+        (
+            &c.overlapping,
+            "selected by more than one shard: their operators would act on them in turn",
+        ),
+    ];
+    for (found, what) in findings {
+        if !found.is_empty() {
+            tracing::warn!(
+                count = found.len(),
+                examples = %examples(found),
+                selectors = ?c.selectors,
+                "CanaryPromotions {what}"
+            );
+        }
     }
 }
 

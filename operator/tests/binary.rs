@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,20 +23,15 @@ struct Operator {
 
 fn spawn(c: &Cluster, identity: &str) -> Operator {
     let port = testkit::free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-operator"));
-    cmd.arg("run")
-        .env("KUBECONFIG", &c.operator_kubeconfig)
-        .env("CANARY_OPERATOR_NAMESPACE", &c.ns)
-        .env("CANARY_OPERATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CANARY_OPERATOR_LEASE_NAMESPACE", OPERATOR_NAMESPACE)
-        .env("CANARY_OPERATOR_LEASE_NAME", c.lease_name())
-        .env("CANARY_OPERATOR_LEASE_DURATION", format!("{}s", LEASE.as_secs()))
-        .env("CANARY_OPERATOR_MIN_WINDOW", format!("{}s", WINDOW.as_secs()))
-        .env("CANARY_OPERATOR_LOG_FORMAT", "json")
-        .env("POD_NAME", identity)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    let mut cmd = operator_command(
+        env!("CARGO_BIN_EXE_canary-operator"),
+        c,
+        identity,
+        &c.lease_name(),
+        LEASE,
+        port,
+    );
+    cmd.env("CANARY_OPERATOR_LOG_FORMAT", "json").env("RUST_LOG", "warn");
     Operator {
         child: ManagedChild::spawn(cmd, libc::SIGTERM).unwrap(),
         port,

@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -38,25 +37,14 @@ fn lease_name(c: &Cluster, shard: &str) -> String {
 fn spawn(c: &Cluster, shard: &str, identity: &str) -> Replica {
     let port = testkit::free_port();
     let bin = std::env::var("CANARY_OPERATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_canary-operator").into());
-    let mut cmd = Command::new(bin);
-    cmd.arg("run")
-        .env("KUBECONFIG", &c.operator_kubeconfig)
-        .env("CANARY_OPERATOR_NAMESPACE", &c.ns)
-        .env("CANARY_OPERATOR_SHARD_SELECTOR", format!("{SHARD_LABEL}={shard}"))
+    let mut cmd = operator_command(&bin, c, identity, &lease_name(c, shard), LEASE, port);
+    cmd.env("CANARY_OPERATOR_SHARD_SELECTOR", format!("{SHARD_LABEL}={shard}"))
         .env("CANARY_OPERATOR_SHARD_SURVEY_INTERVAL", "1s")
-        .env("CANARY_OPERATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CANARY_OPERATOR_LEASE_NAMESPACE", OPERATOR_NAMESPACE)
-        .env("CANARY_OPERATOR_LEASE_NAME", lease_name(c, shard))
-        .env("CANARY_OPERATOR_LEASE_DURATION", format!("{}s", LEASE.as_secs()))
-        .env("CANARY_OPERATOR_MIN_WINDOW", format!("{}s", WINDOW.as_secs()))
         .env("CANARY_OPERATOR_CONCURRENCY", "32")
-        .env("POD_NAME", identity)
         .env(
             "RUST_LOG",
             std::env::var("SHARD_TEST_LOG").unwrap_or_else(|_| "error".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        );
     Replica {
         child: ManagedChild::spawn(cmd, libc::SIGTERM).unwrap(),
         port,

@@ -127,14 +127,27 @@ async fn canary_walks_every_step_and_is_promoted_without_errors() {
     assert!(started.elapsed() < Duration::from_secs(240));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_canary_that_loses_its_database_is_rolled_back_by_the_5xx_criterion() {
+/// Runs the demo with a bad `release` and checks it ended RolledBack by the `metric`
+/// criterion, named in the status message; returns the scenario and that criterion's row.
+async fn rolled_back_by(release: CanaryRelease, metric: &str) -> (String, ScenarioReport, String, serde_json::Value) {
     let mut config = ScenarioConfig::demo(binaries());
-    config.canary = CanaryRelease::BrokenDatabase;
+    config.canary = release;
     config.timeout = Duration::from_secs(120);
     let (table, report, rendered) = run_scenario(config).await;
-
     assert_eq!(report.phase, "RolledBack", "{rendered}");
+    let message = report.status["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(&format!("rollback: {metric} ")), "{rendered}");
+    let criterion = report.status["rollback"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["metric"] == metric))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {metric} criterion: {rendered}"));
+    (table, report, rendered, criterion)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_that_loses_its_database_is_rolled_back_by_the_5xx_criterion() {
+    let (table, report, rendered, criterion) = rolled_back_by(CanaryRelease::BrokenDatabase, "errorRate5xx").await;
     let row = table.lines().nth(1).unwrap_or_default();
     assert!(
         row.split_whitespace()
@@ -143,12 +156,6 @@ async fn a_canary_that_loses_its_database_is_rolled_back_by_the_5xx_criterion() 
         "kubectl shows: {table}"
     );
     // The criterion, its value and its threshold are in status and in the Events.
-    let message = report.status["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("rollback: errorRate5xx "), "{rendered}");
-    let criterion = report.status["rollback"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["metric"] == "errorRate5xx"))
-        .unwrap_or_else(|| panic!("no errorRate5xx criterion: {rendered}"));
     assert!(criterion["value"].as_f64().unwrap_or_default() > 0.05, "{rendered}");
     assert!(
         report
@@ -172,18 +179,7 @@ async fn a_canary_that_loses_its_database_is_rolled_back_by_the_5xx_criterion() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_that_turns_slow_is_rolled_back_by_the_latency_criterion_without_a_single_5xx() {
-    let mut config = ScenarioConfig::demo(binaries());
-    config.canary = CanaryRelease::SlowDatabase;
-    config.timeout = Duration::from_secs(120);
-    let (_, report, rendered) = run_scenario(config).await;
-
-    assert_eq!(report.phase, "RolledBack", "{rendered}");
-    let message = report.status["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("rollback: p95LatencyMs "), "{rendered}");
-    let criterion = report.status["rollback"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["metric"] == "p95LatencyMs"))
-        .unwrap_or_else(|| panic!("no p95LatencyMs criterion: {rendered}"));
+    let (_, report, rendered, criterion) = rolled_back_by(CanaryRelease::SlowDatabase, "p95LatencyMs").await;
     assert!(criterion["value"].as_f64().unwrap_or_default() > 1000.0, "{rendered}");
     // Slow, never failing: not one 5xx or transport error on either track.
     assert_eq!(report.ingress_totals.failures(), 0, "{rendered}");

@@ -490,9 +490,10 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
                 Err(e) => return Err(Error::Router(e)),
             }
         }
-        ctx.schedule.forget(&key(cp.as_ref()));
+        let object_key = key(cp.as_ref());
+        ctx.schedule.forget(&object_key);
         ctx.references.forget(ns, &cp.name_any());
-        ctx.metrics.set_phase(&key(cp.as_ref()), None);
+        ctx.metrics.set_phase(&object_key, None);
         ctx.metrics.set_progress(ns, &cp.name_any(), None);
         ctx.scrapes.forget(&observe::history_key(cp.as_ref()));
         ctx.evictions.forget(&observe::history_key(cp.as_ref()));

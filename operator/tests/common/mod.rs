@@ -727,3 +727,32 @@ pub async fn operator_metric(port: u16, name: &str) -> Option<f64> {
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
+
+/// `canary-operator run` (the binary at `bin`) as the operator's ServiceAccount, watching the
+/// test's namespace, electing on Lease `lease` in the operator namespace and serving
+/// `/metrics` on `port`; callers add what their test varies.
+pub fn operator_command(
+    bin: &str,
+    c: &Cluster,
+    identity: &str,
+    lease: &str,
+    lease_duration: Duration,
+    port: u16,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("run")
+        .env("KUBECONFIG", &c.operator_kubeconfig)
+        .env("CANARY_OPERATOR_NAMESPACE", &c.ns)
+        .env("CANARY_OPERATOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CANARY_OPERATOR_LEASE_NAMESPACE", OPERATOR_NAMESPACE)
+        .env("CANARY_OPERATOR_LEASE_NAME", lease)
+        .env(
+            "CANARY_OPERATOR_LEASE_DURATION",
+            format!("{}s", lease_duration.as_secs()),
+        )
+        .env("CANARY_OPERATOR_MIN_WINDOW", format!("{}s", WINDOW.as_secs()))
+        .env("POD_NAME", identity)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    cmd
+}
