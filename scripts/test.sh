@@ -14,6 +14,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The images' build stages (api-service/Dockerfile, operator/Dockerfile) run these same lines.
 cargo build --release --locked -p scholarship-api --bin scholarship-api
 cargo build --release --locked -p canary-operator --bin canary-operator
-# The two-shard test runs the shipped (release) binary, at 1,000 promotions per shard.
+# The two-shard test runs the shipped (release) binaries, at 1,000 promotions per shard; the
+# replay-probe test runs the API's.
 CANARY_OPERATOR_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/release/canary-operator" \
+SCHOLARSHIP_API_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/release/scholarship-api" \
   cargo test --workspace --locked

@@ -7,9 +7,7 @@
 //! Prints figures; asserts nothing about speed (the machine decides those).
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/common/idp.rs"]
-#[allow(dead_code)]
-mod idp;
+use testkit::idp;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

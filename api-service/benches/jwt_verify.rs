@@ -4,9 +4,7 @@
 //! `cargo bench -p scholarship-api --bench jwt_verify`
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/common/idp.rs"]
-#[allow(dead_code)]
-mod idp;
+use testkit::idp;
 
 use std::time::{Duration, Instant, SystemTime};
 

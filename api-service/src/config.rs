@@ -14,7 +14,8 @@ use reqwest::Url;
     about = "The scholarship API (JSON under /api/v1)"
 )]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on (ignored when a socket is passed by socket activation,
+    /// `LISTEN_FDS`).
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 

@@ -11,8 +11,20 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Socket activation's variables are read, and removed from the environment, before the
+    // runtime starts any other thread.
+    let inherited = listenfd::ListenFd::from_env();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(start(inherited)),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(inherited: listenfd::ListenFd) -> ExitCode {
     let config = match Config::try_parse() {
         Ok(config) => config,
         Err(e) if !e.use_stderr() => {
@@ -38,7 +50,7 @@ async fn main() -> ExitCode {
     if config.allow_tokens_without_jti {
         tracing::warn!("--allow-tokens-without-jti: tokens without jti are accepted and cannot be replay-checked");
     }
-    match run(config).await {
+    match run(config, inherited).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "scholarship-api failed");
@@ -47,10 +59,26 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), scholarship_api::StartupError> {
-    let listener = TcpListener::bind(config.listen).await?;
+/// A listening socket passed by the process manager (systemd socket activation:
+/// `LISTEN_FDS`, first descriptor 3). It takes the place of `--listen`, so a supervisor can
+/// hold the port across restarts, or bind it where this process could not (another network
+/// namespace).
+fn inherited_listener(mut inherited: listenfd::ListenFd) -> std::io::Result<Option<TcpListener>> {
+    let Some(listener) = inherited.take_tcp_listener(0)? else {
+        return Ok(None);
+    };
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener).map(Some)
+}
+
+async fn run(config: Config, inherited: listenfd::ListenFd) -> Result<(), scholarship_api::StartupError> {
+    let (listener, activated) = match inherited_listener(inherited)? {
+        Some(listener) => (listener, true),
+        None => (TcpListener::bind(config.listen).await?, false),
+    };
     tracing::info!(
         listen = %listener.local_addr()?,
+        socket_activated = activated,
         track = config.track.as_str(),
         recommendations = config.recommendations_enabled,
         model = config.openai_base_url.is_some(),

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::idp::{Idp, SigningKey, now};
 use common::{BinaryApp, TestApp, client, series_value, wait_redis_connected};
 use jsonwebtoken::Algorithm;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use testkit::idp::{Idp, SigningKey, now};
 use testkit::{RedisOptions, RedisServer};
 
 const CHECK: &str = "/api/v1/eligibility/check";

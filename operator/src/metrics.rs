@@ -42,6 +42,11 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabel {
+    pub probe: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -79,6 +84,8 @@ pub struct Metrics {
     pub late_rollbacks: Counter,
     pub post_promotion_breaches: Counter,
     notifications: Family<OutcomeLabel, Counter>,
+    probe_duration: Family<ProbeLabel, Histogram>,
+    probe_requests: Family<ProbeLabel, Counter>,
     pub leader: Gauge,
     pub shards: Gauge,
     pub unsharded: Gauge,
@@ -201,8 +208,24 @@ impl Metrics {
             "The number each gate's reading is compared with (the comparison is in the gate's status)",
             gate_threshold.clone(),
         );
+        let probe_duration = Family::<ProbeLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+        });
+        registry.register(
+            "probe_duration_seconds",
+            "Wall time of the operator's active probes, per run",
+            probe_duration.clone(),
+        );
+        let probe_requests = Family::<ProbeLabel, Counter>::default();
+        registry.register(
+            "probe_requests",
+            "HTTP requests the operator's active probes sent (token, probes, metrics reads)",
+            probe_requests.clone(),
+        );
         Self {
             registry,
+            probe_duration,
+            probe_requests,
             weight,
             gate_value,
             gate_threshold,
@@ -233,6 +256,13 @@ impl Metrics {
     /// Counts one notification by outcome (`delivered`, `failed`, `dropped`).
     pub fn notification(&self, outcome: &'static str) {
         self.notifications.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// One run of an active probe (`replay`): its wall time and the requests it sent.
+    pub fn record_probe(&self, probe: &'static str, took: std::time::Duration, requests: u32) {
+        let label = ProbeLabel { probe };
+        self.probe_duration.get_or_create(&label).observe(took.as_secs_f64());
+        self.probe_requests.get_or_create(&label).inc_by(u64::from(requests));
     }
 
     pub fn gate(&self, state: GateState) {

@@ -18,8 +18,6 @@ use testkit::{ManagedChild, Postgres};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub mod idp;
-
 pub const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// The service running in this test's runtime, on its own fresh database.

@@ -138,6 +138,41 @@ impl ManagedChild {
         })
     }
 
+    /// Like [`ManagedChild::spawn`], handing the child `listener` by socket activation
+    /// (`LISTEN_FDS=1`, descriptor 3), as systemd does. With a listener bound inside a
+    /// [`crate::TestHost`], the child serves on that host's address while it still reaches
+    /// everything else on this namespace's loopback.
+    pub fn spawn_with_listener(
+        mut command: Command,
+        listener: std::net::TcpListener,
+        stop_signal: i32,
+    ) -> io::Result<Self> {
+        use std::os::fd::{AsRawFd, OwnedFd};
+        let socket = OwnedFd::from(listener);
+        let fd = socket.as_raw_fd();
+        command.env("LISTEN_FDS", "1").env_remove("LISTEN_PID");
+        // SAFETY: dup2 and fcntl are async-signal-safe; descriptor 3 in the child is the
+        // listener, without close-on-exec.
+        unsafe {
+            command.pre_exec(move || {
+                // dup2 onto itself would keep close-on-exec: clear the flag instead.
+                let moved = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if moved < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = Self::spawn(command, stop_signal);
+        // The parent's copy closes here; the child holds its own.
+        drop(socket);
+        child
+    }
+
     pub fn id(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }

@@ -32,14 +32,16 @@ pub fn judge(
     previous: Option<&GateStatus>,
     now: DateTime<Utc>,
 ) -> Judgement {
+    let against_threshold = |value: f64| {
+        if gate.threshold.holds(value) {
+            GateState::Passing
+        } else {
+            GateState::Failing
+        }
+    };
     let (state, value, samples, message) = match reading {
         Some(Reading::Value { value, samples }) if *samples >= gate.min_samples => {
-            let state = if gate.threshold.holds(*value) {
-                GateState::Passing
-            } else {
-                GateState::Failing
-            };
-            (state, Some(*value), Some(*samples), None)
+            (against_threshold(*value), Some(*value), Some(*samples), None)
         }
         Some(Reading::Value { value, samples }) => (
             GateState::NoData,
@@ -47,6 +49,9 @@ pub fn judge(
             Some(*samples),
             Some(format!("{samples} samples < minSamples {}", gate.min_samples)),
         ),
+        Some(Reading::Probed { value, detail }) => {
+            (against_threshold(*value), Some(*value), Some(1), Some(detail.clone()))
+        }
         Some(Reading::NoData) | None => (GateState::NoData, None, None, None),
         Some(Reading::Error(e)) => (GateState::Error, None, None, Some(e.clone())),
     };
@@ -105,6 +110,24 @@ mod tests {
         let v = |value| Some(Reading::Value { value, samples: 100 });
         assert_eq!(verdict(&g, v(200.0)), (GateState::Passing, Verdict::Pass));
         assert_eq!(verdict(&g, v(221.0)), (GateState::Failing, Verdict::Fail));
+    }
+
+    #[test]
+    fn a_probe_verdict_is_judged_with_what_the_probe_saw() {
+        let mut g = gate(NoDataPolicy::Pass, 5);
+        g.threshold = Threshold::parse("== 1").unwrap();
+        let probed = |value: f64| Reading::Probed {
+            value,
+            detail: "both pods accepted".into(),
+        };
+        // One run is one sample, whatever minSamples says: the probe is not a rate.
+        let failing = judge(&g, Some(&probed(0.0)), None, DateTime::<Utc>::UNIX_EPOCH);
+        assert_eq!(
+            (failing.status.state, failing.verdict),
+            (GateState::Failing, Verdict::Fail)
+        );
+        assert_eq!(failing.status.message.as_deref(), Some("both pods accepted"));
+        assert_eq!(verdict(&g, Some(probed(1.0))), (GateState::Passing, Verdict::Pass));
     }
 
     #[test]

@@ -10,6 +10,9 @@ use chrono::TimeDelta;
 pub enum Reading {
     /// A value backed by `samples` observations (requests, probes, ...).
     Value { value: f64, samples: u64 },
+    /// An active probe's outcome: a value judged like any other, and what the probe saw
+    /// (which pod accepted, which refused and why), shown as the gate's message.
+    Probed { value: f64, detail: String },
     /// The query returned nothing (no traffic yet, series absent).
     NoData,
     /// The provider failed (timeout, HTTP error, Redis unreachable).

@@ -15,6 +15,9 @@ pub struct PlannedStep {
     pub require_approval: bool,
 }
 
+/// The replay-protection gate's name in status.
+pub const REPLAY_GATE: &str = "replayProtection.crossPod";
+
 /// One go/no-go gate: the name the shell reports readings under, and how to judge them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateSpec {
@@ -300,11 +303,23 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
             }
         }
     }
-    if spec.gates.replay_protection.is_some() {
-        return Err(invalid(
-            "gates.replayProtection",
-            "not evaluated by this operator version (its probe is not implemented yet); remove the field",
-        ));
+    if let Some(replay) = &spec.gates.replay_protection {
+        let probe = &replay.probe;
+        if probe.port.is_some() == probe.port_name.is_some() {
+            return Err(invalid(
+                "gates.replayProtection.probe",
+                "exactly one of port or portName must be set",
+            ));
+        }
+        // The probe reads 1 when every expectation held (one pod accepted, the other refused
+        // with token_replayed, its counter rose) and 0 otherwise.
+        push(
+            REPLAY_GATE.to_owned(),
+            "gates.replayProtection".to_owned(),
+            "== 1",
+            replay.no_data,
+            1,
+        )?;
     }
     for (i, custom) in spec.gates.custom.iter().enumerate() {
         push(

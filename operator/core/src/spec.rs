@@ -172,6 +172,18 @@ pub struct StableRef {
     /// Name of the stable Deployment (same namespace).
     #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
     pub deployment: String,
+    /// Service selecting the stable pods, whose EndpointSlices the replay probe reads when the
+    /// canary has a single pod. Unset: a Service named like the stable Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(LABEL_PATTERN))]
+    pub service: Option<String>,
+}
+
+impl StableRef {
+    /// The stable Service: `service`, defaulting to the Deployment's name.
+    pub fn service_name(&self) -> &str {
+        self.service.as_deref().unwrap_or(&self.deployment)
+    }
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -185,7 +197,7 @@ pub struct CanaryRef {
     #[schemars(length(min = 1, max = 512), pattern(r"^[^\s]+$"))]
     pub image: Option<String>,
     /// Service selecting the canary pods, whose EndpointSlices the scrape metric provider
-    /// reads (`spec.metrics.scrape`). Unset: a Service named like the canary Deployment.
+    /// (`spec.metrics.scrape`) and the replay probe read. Unset: a Service named like the canary Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), pattern(LABEL_PATTERN))]
     pub service: Option<String>,
@@ -336,12 +348,6 @@ fn default_min_samples() -> u32 {
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-// Refused until its probe exists: otherwise it would hold every step (noData: hold) or,
-// worse, pass without any check (noData: pass).
-#[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "!has(self.replayProtection)",
-     "message": "spec.gates.replayProtection: not evaluated by this operator version (its probe is not implemented yet); remove the field"}
-]))]
 pub struct Gates {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sli: Option<SliGates>,
@@ -419,25 +425,56 @@ pub struct RedisGates {
     pub min_samples: u32,
 }
 
-/// JWT replay protection across canary pods: a token replayed to a second pod must be refused.
-/// Reserved: refused by the API server until the operator has the probe that evaluates it.
+/// JWT replay protection across pods, proven by an active probe every interval: the operator
+/// gets a fresh token by OAuth2 client credentials and sends it concurrently to two pods (two
+/// canary pods, or a canary and a stable pod when the canary has one). Exactly one must accept
+/// it, the other must refuse it with `token_replayed`, and the refusing pod's
+/// `jwt_replay_prevented_total` must rise. The gate reads 1 when all three hold, else 0 with
+/// the expectation that broke as its message.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayProtectionGate {
     pub probe: ReplayProbe,
+    /// What an inconclusive probe means (token endpoint down, fewer than two ready pods, a
+    /// 429 or 5xx answer).
     #[serde(default)]
     pub no_data: NoDataPolicy,
-    #[serde(default = "default_min_samples")]
-    #[schemars(range(max = 1_000_000))]
-    pub min_samples: u32,
 }
 
+/// How the replay probe reaches the pods and gets its token.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.port) != has(self.portName)",
+     "message": "spec.gates.replayProtection.probe: exactly one of port or portName must be set"}
+]))]
 pub struct ReplayProbe {
-    /// Secret with the client credentials of the probe identity.
+    /// Secret with the probe identity's client credentials: `tokenUrl`, `clientId`,
+    /// `clientSecret`, optional `audience`, `scope` and `testerToken`.
     #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
-    pub token_secret_ref: String,
+    pub secret_ref: String,
+    /// Authenticated, single-use path the probe GETs, e.g.
+    /// `/api/v1/applications/00000000-0000-0000-0000-000000000000` (a 404 is an acceptance:
+    /// the token got past authentication).
+    #[schemars(length(min = 1, max = 512), pattern(r"^/[^\s#]*$"))]
+    pub path: String,
+    /// Container port of the API, e.g. 8080.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Name of an EndpointSlice port (the Service port's name), e.g. `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15), pattern(LABEL_PATTERN))]
+    pub port_name: Option<String>,
+    /// Header carrying the Secret's `testerToken`, so the API counts probe requests as tester
+    /// traffic (left out of the 429 SLI).
+    #[serde(default = "default_tester_header")]
+    #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9-]+$"))]
+    pub tester_header: String,
+}
+
+fn default_tester_header() -> String {
+    "x-canary-tester".to_owned()
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]

@@ -5,7 +5,9 @@
 
 pub mod prometheus;
 pub mod redis;
+pub mod replay;
 pub mod scrape;
+mod secret;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -94,6 +96,8 @@ pub struct Wanted {
     pub gates: Vec<(String, Query)>,
     pub criteria: Vec<(String, Query)>,
     pub redis: Option<redis::RedisChecks>,
+    /// The replay-protection probe, when the spec has that gate.
+    pub replay: Option<replay::ReplayCheck>,
     /// The track built-in queries read.
     pub track: Track,
     /// Extra label matchers of the built-in queries (`spec.metrics.prometheus.labels`).
@@ -101,8 +105,7 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// Gates the metric providers answer, plus the Redis probe's rows. (The replay-protection
-    /// probe does not exist yet: that gate reads as no data.)
+    /// Gates the metric providers answer, the Redis probe's rows and the replay probe.
     pub fn for_spec(spec: &PromotionSpec) -> Wanted {
         let mut w = Wanted {
             labels: extra_labels(spec),
@@ -141,6 +144,19 @@ impl Wanted {
                     Query::Builtin(Sli::LimiterRedisErrors),
                 ));
             }
+        }
+        if let Some(r) = &spec.gates.replay_protection {
+            w.replay = Some(replay::ReplayCheck {
+                secret: r.probe.secret_ref.clone(),
+                canary_service: spec.canary.service_name().to_owned(),
+                stable_service: spec.stable.service_name().to_owned(),
+                target: canary_core::ScrapeSource {
+                    port: r.probe.port,
+                    port_name: r.probe.port_name.clone(),
+                    path: r.probe.path.clone(),
+                },
+                tester_header: r.probe.tester_header.clone(),
+            });
         }
         for c in &spec.gates.custom {
             w.gates
@@ -219,20 +235,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// The probe reports under exactly the gate names `Plan::compile` judges.
+    /// The probes report under exactly the gate names `Plan::compile` judges.
     #[test]
-    fn redis_rows_are_the_plans_redis_gates() {
+    fn probe_rows_are_the_plans_gates() {
         let spec: PromotionSpec = serde_json::from_value(serde_json::json!({
             "stable": {"deployment": "a"}, "canary": {"deployment": "b"},
             "traffic": {"replicas": {}}, "steps": [{"weight": 100, "bake": "1m"}],
             "metrics": {"prometheus": {"address": "http://p:9090"}},
             "gates": {"redis": {"secretRef": "r", "requireTls": true, "requireAuth": true, "requireReplica": true,
-                "p95LatencyMs": "< 10", "fragmentationRatio": "< 1.5", "evictedKeys": "== 0", "limiterErrors": "== 0"}}
+                "p95LatencyMs": "< 10", "fragmentationRatio": "< 1.5", "evictedKeys": "== 0", "limiterErrors": "== 0"},
+                "replayProtection": {"probe": {"secretRef": "p", "path": "/api/v1/applications/x", "port": 8080}}}
         }))
         .unwrap();
         let wanted = Wanted::for_spec(&spec);
         let mut read: Vec<&str> = wanted.redis.unwrap().rows.iter().map(|r| r.gate()).collect();
         read.extend(wanted.gates.iter().map(|(name, _)| name.as_str()));
+        read.extend(wanted.replay.map(|_| canary_core::plan::REPLAY_GATE));
         read.sort_unstable();
         let plan = canary_core::Plan::compile(&spec).unwrap();
         let mut judged: Vec<&str> = plan.gates.iter().map(|g| g.name.as_str()).collect();

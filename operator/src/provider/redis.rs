@@ -20,10 +20,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use canary_core::Reading;
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
+use kube::Client;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+
+use super::secret::SecretKeys;
 
 /// Round trips in one latency burst.
 const BURST: usize = 20;
@@ -110,25 +111,10 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Reads the Secret `name` in `namespace`; the error says what is missing, never a value.
     pub async fn from_secret(client: &Client, namespace: &str, name: &str) -> Result<Target, String> {
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let secret = secrets
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("secret {namespace}/{name}: {e}"))?
-            .ok_or_else(|| format!("secret {namespace}/{name} not found"))?;
-        let data = secret.data.unwrap_or_default();
-        let text = |key: &str| -> Result<Option<String>, String> {
-            data.get(key)
-                .map(|v| {
-                    String::from_utf8(v.0.clone())
-                        .map_err(|_| format!("secret {namespace}/{name}: key {key} is not UTF-8"))
-                })
-                .transpose()
-        };
-        let url = text(keys::URL)?.ok_or_else(|| format!("secret {namespace}/{name} has no key {:?}", keys::URL))?;
-        let ca_pem = data.get(keys::CA).map(|v| v.0.clone());
-        Target::new(url.trim(), text(keys::USERNAME)?, text(keys::PASSWORD)?, ca_pem)
-            .map_err(|e| format!("secret {namespace}/{name}: {e}"))
+        let secret = SecretKeys::read(client, namespace, name).await?;
+        let url = secret.required(keys::URL)?;
+        let (username, password) = (secret.text(keys::USERNAME)?, secret.text(keys::PASSWORD)?);
+        Target::new(&url, username, password, secret.bytes(keys::CA)).map_err(|e| secret.problem(&e))
     }
 
     pub fn new(

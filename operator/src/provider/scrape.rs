@@ -107,6 +107,81 @@ pub fn targets(slices: &[EndpointSlice], source: &ScrapeSource) -> Vec<Target> {
     out.into_values().collect()
 }
 
+/// The ready endpoints of `service`, from its EndpointSlices; at least one.
+pub async fn discover(
+    client: &Client,
+    namespace: &str,
+    service: &str,
+    source: &ScrapeSource,
+) -> Result<Vec<Target>, ScrapeError> {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let slices = api.list(&lp).await.map_err(|source| ScrapeError::Kube {
+        service: service.to_owned(),
+        source,
+    })?;
+    let found = targets(&slices.items, source);
+    if found.is_empty() {
+        return Err(ScrapeError::NoEndpoints {
+            service: service.to_owned(),
+        });
+    }
+    Ok(found)
+}
+
+/// A transport error in one line, with its causes and without the URL (the caller names the
+/// target).
+pub fn transport_message(e: &reqwest::Error, url: &str) -> String {
+    let mut message = e.to_string().replace(url, "");
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        message = format!("{message}: {inner}");
+        source = inner.source();
+    }
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// One pod's `/metrics` page, read with a bound on time and size.
+pub async fn fetch_samples(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<Vec<exposition::Sample>, ScrapeError> {
+    let target = || url.to_owned();
+    let transport = |e: reqwest::Error| {
+        if e.is_timeout() {
+            ScrapeError::Timeout {
+                target: target(),
+                timeout,
+            }
+        } else {
+            ScrapeError::Http {
+                target: target(),
+                message: transport_message(&e, url),
+            }
+        }
+    };
+    let mut response = http.get(url).timeout(timeout).send().await.map_err(transport)?;
+    if !response.status().is_success() {
+        return Err(ScrapeError::Status {
+            target: target(),
+            status: response.status().as_u16(),
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_PAGE_BYTES {
+            return Err(ScrapeError::TooLarge { target: target() });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&body);
+    exposition::parse(&text).map_err(|source| ScrapeError::Parse {
+        target: target(),
+        source,
+    })
+}
+
 /// Reads gates and rollback criteria of one CanaryPromotion by scraping its canary pods.
 pub struct ScrapeProvider<'a> {
     pub client: Client,
@@ -123,69 +198,18 @@ pub struct ScrapeProvider<'a> {
 
 impl ScrapeProvider<'_> {
     async fn discover(&self) -> Result<Vec<Target>, ScrapeError> {
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.namespace);
-        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", self.service));
-        let slices = api.list(&lp).await.map_err(|source| ScrapeError::Kube {
-            service: self.service.clone(),
-            source,
-        })?;
-        let found = targets(&slices.items, &self.source);
-        if found.is_empty() {
-            return Err(ScrapeError::NoEndpoints {
-                service: self.service.clone(),
-            });
-        }
-        Ok(found)
+        discover(&self.client, &self.namespace, &self.service, &self.source).await
     }
 
     async fn scrape(&self, target: &Target) -> Result<PodCounters, ScrapeError> {
-        let t = || target.url.clone();
-        let mut response = self
-            .http
-            .get(&target.url)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| self.transport(target, &e))?;
-        if !response.status().is_success() {
-            return Err(ScrapeError::Status {
-                target: t(),
-                status: response.status().as_u16(),
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(target, &e))? {
-            if body.len() + chunk.len() > MAX_PAGE_BYTES {
-                return Err(ScrapeError::TooLarge { target: t() });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let text = String::from_utf8_lossy(&body);
-        let samples = exposition::parse(&text).map_err(|source| ScrapeError::Parse { target: t(), source })?;
+        let samples = fetch_samples(&self.http, &target.url, self.timeout).await?;
         let counters = PodCounters::from_samples(&samples);
         if !counters.is_sane() {
-            return Err(ScrapeError::Insane { target: t() });
+            return Err(ScrapeError::Insane {
+                target: target.url.clone(),
+            });
         }
         Ok(counters)
-    }
-
-    fn transport(&self, target: &Target, e: &reqwest::Error) -> ScrapeError {
-        if e.is_timeout() {
-            return ScrapeError::Timeout {
-                target: target.url.clone(),
-                timeout: self.timeout,
-            };
-        }
-        let mut message = e.to_string().replace(&target.url, "");
-        let mut source = std::error::Error::source(e);
-        while let Some(inner) = source {
-            message = format!("{message}: {inner}");
-            source = inner.source();
-        }
-        ScrapeError::Http {
-            target: target.url.clone(),
-            message: message.split_whitespace().collect::<Vec<_>>().join(" "),
-        }
     }
 
     /// Scrapes every ready canary pod. One failing pod fails the round: judging the canary

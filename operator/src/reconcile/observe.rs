@@ -13,7 +13,7 @@ use super::{Context, Error};
 use crate::crd::CanaryPromotion;
 use crate::provider::prometheus::PrometheusProvider;
 use crate::provider::scrape::ScrapeProvider;
-use crate::provider::{MetricProvider, Readings, Wanted, redis, window_for};
+use crate::provider::{MetricProvider, Readings, Wanted, redis, replay, window_for};
 
 /// Upper bound of one pod scrape (`--prometheus-timeout` if shorter).
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,12 +80,23 @@ pub fn history_key(cp: &CanaryPromotion) -> String {
 
 /// Gate and rollback readings from the spec's metric source and the Redis probe.
 async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: Wanted, window: Duration) -> Readings {
-    let (mut readings, redis) = futures::join!(
+    let (mut readings, redis, replay) = futures::join!(
         read_providers(cp, ctx, ns, &wanted, window),
-        probe_redis(cp, ctx, ns, &wanted, window)
+        probe_redis(cp, ctx, ns, &wanted, window),
+        probe_replay(ctx, ns, &wanted)
     );
     readings.gates.extend(redis);
+    readings.gates.extend(replay);
     readings
+}
+
+/// The replay-protection gate's reading, from the operator's own probe of two pods.
+async fn probe_replay(ctx: &Context, ns: &str, wanted: &Wanted) -> Option<(String, Reading)> {
+    let check = wanted.replay.as_ref()?;
+    let run = replay::probe(&ctx.client, &ctx.http, ns, check).await;
+    ctx.metrics.record_probe("replay", run.took, run.requests);
+    tracing::debug!(took = ?run.took, requests = run.requests, reading = ?run.reading, "replay probe");
+    Some((canary_core::plan::REPLAY_GATE.to_owned(), run.reading))
 }
 
 /// The Redis gate's rows, probed by the operator itself (credentials from the spec's Secret).

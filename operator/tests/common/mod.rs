@@ -664,19 +664,24 @@ db_pool_max_connections{{track="canary"}} 10
 }
 
 impl Cluster {
-    /// One EndpointSlice per fake pod for the Service `service` (a pod's port is per slice),
-    /// with the pod's IP and its port under the name `metrics`. The API server refuses loopback IPs in
-    /// EndpointSlices, so the pods are named by FQDN (`localhost`), which keeps every scrape
-    /// on this machine.
+    /// One EndpointSlice per fake pod for the Service `service`, port name `metrics`.
     pub async fn create_endpoint_slices(&self, service: &str, pods: &[&FakePod]) {
+        let addresses: Vec<_> = pods.iter().map(|p| (p.ip, p.port)).collect();
+        self.create_endpoint_slices_for(service, "metrics", &addresses).await;
+    }
+
+    /// One EndpointSlice per pod address for the Service `service` (a pod's port is per
+    /// slice), the port under the name `port_name`. Pods live in test hosts: the API server
+    /// refuses loopback IPs in EndpointSlices.
+    pub async fn create_endpoint_slices_for(&self, service: &str, port_name: &str, pods: &[(std::net::Ipv4Addr, u16)]) {
         let api: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(self.client.clone(), &self.ns);
-        for (i, pod) in pods.iter().enumerate() {
+        for (i, (ip, port)) in pods.iter().enumerate() {
             let slice = serde_json::from_value(json!({
                 "metadata": {"name": format!("{service}-{i}"),
                              "labels": {"kubernetes.io/service-name": service}},
                 "addressType": "IPv4",
-                "ports": [{"name": "metrics", "port": pod.port, "protocol": "TCP"}],
-                "endpoints": [{"addresses": [pod.ip.to_string()], "conditions": {"ready": true},
+                "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true},
                                "targetRef": {"kind": "Pod", "name": format!("{service}-pod-{i}")}}]
             }))
             .unwrap();

@@ -1,15 +1,20 @@
 //! An identity-provider stand-in: serves a JWKS over HTTP on loopback and signs tokens with
 //! real keys (RSA 2048, P-256, Ed25519 made by `openssl genpkey`), with knobs for rotation
-//! and outages.
+//! and outages, and an OAuth2 token endpoint for the client credentials grant (RFC 6749
+//! §4.4) for registered clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::Form;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -66,11 +71,15 @@ struct IdpState {
     published: Vec<String>,
     down: bool,
     fetches: usize,
+    /// Client id → (secret, extra claims of its tokens).
+    clients: Vec<(String, String, Value)>,
+    tokens_issued: usize,
 }
 
 #[derive(Clone)]
 pub struct Idp {
     pub jwks_url: String,
+    pub token_url: String,
     state: Arc<Mutex<IdpState>>,
 }
 
@@ -79,6 +88,7 @@ impl Idp {
         let state = Arc::new(Mutex::new(IdpState::default()));
         let idp = Self {
             jwks_url: String::new(),
+            token_url: String::new(),
             state: state.clone(),
         };
         for key in keys {
@@ -86,14 +96,31 @@ impl Idp {
         }
         let app = axum::Router::new()
             .route("/.well-known/jwks.json", axum::routing::get(jwks))
+            .route("/oauth2/token", axum::routing::post(token))
             .with_state(state);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             jwks_url: format!("http://{addr}/.well-known/jwks.json"),
+            token_url: format!("http://{addr}/oauth2/token"),
             ..idp
         }
+    }
+
+    /// Registers a client for the client credentials grant; its tokens carry `extra` claims
+    /// (e.g. a tester flag) and are signed with the first key.
+    pub fn register_client(&self, id: &str, secret: &str, extra: Value) {
+        self.state
+            .lock()
+            .unwrap()
+            .clients
+            .push((id.to_owned(), secret.to_owned(), extra));
+    }
+
+    /// Access tokens issued by the token endpoint so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.state.lock().unwrap().tokens_issued
     }
 
     /// The service flags that trust this IdP.
@@ -179,4 +206,65 @@ async fn jwks(State(state): State<Arc<Mutex<IdpState>>>) -> Response {
             .collect(),
     };
     ([(header::CACHE_CONTROL, "max-age=300")], axum::Json(set)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct TokenRequest {
+    grant_type: String,
+    audience: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn oauth_error(status: StatusCode, code: &str) -> Response {
+    (status, axum::Json(json!({"error": code}))).into_response()
+}
+
+/// The client credentials grant: the client authenticates by HTTP Basic or in the form.
+async fn token(
+    State(state): State<Arc<Mutex<IdpState>>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenRequest>,
+) -> Response {
+    if form.grant_type != "client_credentials" {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
+        });
+    let Some((id, secret)) = basic.or(form.client_id.zip(form.client_secret)) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    };
+    let mut s = state.lock().unwrap();
+    let Some(extra) = s
+        .clients
+        .iter()
+        .find(|(i, sec, _)| *i == id && *sec == secret)
+        .map(|(_, _, extra)| extra.clone())
+    else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    };
+    let Some(key) = s.keys.first().cloned() else {
+        return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    };
+    s.tokens_issued += 1;
+    drop(s);
+    let mut claims = Idp::claims(&id);
+    if let Some(audience) = form.audience {
+        claims["aud"] = json!(audience);
+    }
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
+    let mut jwt_header = Header::new(key.alg);
+    jwt_header.kid = Some(key.kid.clone());
+    let access_token = jsonwebtoken::encode(&jwt_header, &claims, &key.encoding).unwrap();
+    axum::Json(json!({"access_token": access_token, "token_type": "Bearer", "expires_in": 300})).into_response()
 }

@@ -1,0 +1,287 @@
+//! The replay-protection gate against real `scholarship-api` processes. Each "pod" is the
+//! real binary, handed a listening socket bound in a network namespace of its own (socket
+//! activation), so its EndpointSlice lists a pod-like address the real kube-apiserver accepts,
+//! while the process still reaches PostgreSQL, Redis and the IdP stand-in on loopback. The
+//! probe's token comes from the IdP's client credentials endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use kube::api::Api;
+use serde_json::{Value, json};
+use testkit::idp::{Idp, SigningKey};
+use testkit::{ManagedChild, Postgres, RedisOptions, RedisServer, TestHost};
+
+const PROBE_CLIENT: &str = "canary-probe";
+const PROBE_SECRET: &str = "probe-client-secret";
+const TESTER_TOKEN: &str = "tester-token-for-probes";
+/// A made-up application id: the accepted probe gets a 404, which is past authentication.
+const PROBE_PATH: &str = "/api/v1/applications/00000000-0000-0000-0000-000000000000";
+
+/// The `scholarship-api` binary: `SCHOLARSHIP_API_BIN`, else the one `cargo test --workspace`
+/// built next to this test's profile directory (built here when missing).
+fn api_binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("SCHOLARSHIP_API_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("scholarship-api");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "scholarship-api", "--bin", "scholarship-api"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build -p scholarship-api failed");
+    }
+    bin
+}
+
+/// One API process serving on its own test host's address.
+struct ApiPod {
+    ip: std::net::Ipv4Addr,
+    port: u16,
+    _child: ManagedChild,
+    _host: TestHost,
+}
+
+impl ApiPod {
+    async fn start(database_url: &str, redis: &RedisServer, idp: &Idp, extra: &[&str]) -> ApiPod {
+        let host = TestHost::create().unwrap();
+        let listener = host.listen(0).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut command = Command::new(api_binary());
+        command
+            .args(["--track", "canary", "--database-url", database_url, "--redis-url"])
+            .arg(redis.url())
+            .args(idp.flags())
+            .args(["--tester-token", TESTER_TOKEN, "--db-max-connections", "4"])
+            .args(["--shutdown-drain-ms", "0", "--shutdown-grace-seconds", "1"])
+            .args(extra)
+            .env("LOG_FILTER", "warn");
+        let child = ManagedChild::spawn_with_listener(command, listener, libc::SIGTERM).unwrap();
+        let pod = ApiPod {
+            ip: host.address(),
+            port,
+            _child: child,
+            _host: host,
+        };
+        let ready = format!("{}/readyz", pod.url());
+        eventually(Duration::from_secs(60), "the API pod is ready", || {
+            let ready = ready.clone();
+            async move {
+                let r = reqwest::get(&ready).await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+        pod
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}:{}", self.ip, self.port)
+    }
+
+    /// Sum of a counter's series whose labels contain `matching` (e.g. `principal="tester"`).
+    async fn counter(&self, name: &str, matching: &str) -> f64 {
+        let page = reqwest::get(format!("{}/metrics", self.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        page.lines()
+            .filter(|l| l.starts_with(name) && l.contains(matching))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// The scene: Deployments, the probe's Secret, and one EndpointSlice per pod (port `http`).
+async fn scene(cluster: &Cluster, idp: &Idp, canary: &[&ApiPod], stable: &[&ApiPod]) {
+    cluster.grant_secret_reads().await;
+    cluster.create_deployment("api", OLD_IMAGE, 2).await;
+    cluster.create_deployment("api-canary", OLD_IMAGE, 0).await;
+    cluster
+        .create_secret(
+            "probe-client",
+            &[
+                ("tokenUrl", &idp.token_url),
+                ("clientId", PROBE_CLIENT),
+                ("clientSecret", PROBE_SECRET),
+                ("testerToken", TESTER_TOKEN),
+            ],
+        )
+        .await;
+    for (service, pods) in [("api-canary", canary), ("api", stable)] {
+        let addresses: Vec<_> = pods.iter().map(|p| (p.ip, p.port)).collect();
+        cluster.create_endpoint_slices_for(service, "http", &addresses).await;
+    }
+}
+
+/// Two steps gated by the replay probe only (metrics scraped from the same real pods).
+fn replay_spec() -> Value {
+    json!({
+        "stable": {"deployment": "api"},
+        "canary": {"deployment": "api-canary", "image": NEW_IMAGE},
+        "traffic": {"replicas": {}},
+        "steps": [{"weight": 50, "bake": "3s"}, {"weight": 100, "bake": "1s"}],
+        "interval": "1s",
+        "metrics": {"scrape": {"portName": "http"}},
+        "gates": {"replayProtection": {"probe": {"secretRef": "probe-client", "path": PROBE_PATH, "portName": "http"}}}
+    })
+}
+
+struct Services {
+    database_url: String,
+    idp: Idp,
+}
+
+async fn services() -> Services {
+    let idp = Idp::start(vec![SigningKey::generate("k1", jsonwebtoken::Algorithm::RS256)]).await;
+    idp.register_client(PROBE_CLIENT, PROBE_SECRET, json!({}));
+    Services {
+        database_url: Postgres::shared().fresh_database(),
+        idp,
+    }
+}
+
+/// The replay gate's status row, once it has one in `state`.
+async fn replay_row(cluster: &Cluster, state: &str) -> Value {
+    eventually(
+        Duration::from_secs(30),
+        &format!("the replay gate reads {state}"),
+        || async {
+            let status = cluster.status("replay").await;
+            status["gates"]
+                .as_array()?
+                .iter()
+                .find(|g| g["name"] == "replayProtection.crossPod" && g["state"] == state)
+                .cloned()
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replay_protection_shared_by_two_canary_pods_passes_and_the_canary_is_promoted() {
+    let s = services().await;
+    let redis = RedisServer::start(RedisOptions::default()).unwrap();
+    let (a, b) = futures::join!(
+        ApiPod::start(&s.database_url, &redis, &s.idp, &[]),
+        ApiPod::start(&s.database_url, &redis, &s.idp, &[])
+    );
+    let stable = ApiPod::start(&s.database_url, &redis, &s.idp, &[]).await;
+    let cluster = Cluster::start().await;
+    scene(&cluster, &s.idp, &[&a, &b], &[&stable]).await;
+    let operator = InProcess::start(&cluster).await;
+    cluster.create_cp("replay", replay_spec()).await;
+
+    let row = replay_row(&cluster, "Passing").await;
+    let message = row["message"].as_str().unwrap_or_default();
+    assert_eq!(row["value"], 1.0, "{row}");
+    assert!(
+        message.contains("canary pod") && message.contains("refused the replay as token_replayed"),
+        "{row}"
+    );
+    assert!(!message.contains("stable pod"), "two canary pods, no stable one: {row}");
+    let status = cluster.wait_phase("replay", "Promoted", Duration::from_secs(60)).await;
+    assert_eq!(cluster.image("api").await, NEW_IMAGE, "{status}");
+
+    // Every probe: one token, one acceptance and one refusal, counted by the refusing pod,
+    // and both requests are tester traffic.
+    let tokens = s.idp.tokens_issued() as f64;
+    let replays = a.counter("jwt_replay_prevented_total", "").await + b.counter("jwt_replay_prevented_total", "").await;
+    assert!(tokens >= 2.0, "one token per evaluation: {tokens}");
+    assert!(
+        replays >= tokens - 1.0 && replays <= tokens,
+        "{replays} replays refused for {tokens} tokens"
+    );
+    let tester = a.counter("ratelimit_decisions_total", "principal=\"tester\"").await
+        + b.counter("ratelimit_decisions_total", "principal=\"tester\"").await;
+    let users = a.counter("ratelimit_decisions_total", "principal=\"user\"").await
+        + b.counter("ratelimit_decisions_total", "principal=\"user\"").await;
+    assert!(tester >= tokens - 1.0 && users == 0.0, "tester {tester}, user {users}");
+    operator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_with_replay_protection_off_fails_the_gate_and_never_advances() {
+    let s = services().await;
+    let redis = RedisServer::start(RedisOptions::default()).unwrap();
+    let off = ["--single-use-endpoints", "none"];
+    let (a, b) = futures::join!(
+        ApiPod::start(&s.database_url, &redis, &s.idp, &off),
+        ApiPod::start(&s.database_url, &redis, &s.idp, &off)
+    );
+    let cluster = Cluster::start().await;
+    scene(&cluster, &s.idp, &[&a, &b], &[]).await;
+    let operator = InProcess::start(&cluster).await;
+    cluster.create_cp("replay", replay_spec()).await;
+
+    let row = replay_row(&cluster, "Failing").await;
+    assert_eq!(row["value"], 0.0, "{row}");
+    assert!(
+        row["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("both pods accepted the same token"),
+        "{row}"
+    );
+    // Longer than the first bake: still at the first step.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = cluster.status("replay").await;
+    assert_eq!(status["phase"], "Progressing", "{status}");
+    assert_eq!(
+        (&status["currentStep"], &status["weight"]),
+        (&json!(1), &json!(50)),
+        "{status}"
+    );
+    assert_eq!(status["failingGate"], "replayProtection.crossPod", "{status}");
+    operator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_on_its_own_redis_fails_the_gate_against_a_stable_pod() {
+    let s = services().await;
+    let (shared, separate) = (
+        RedisServer::start(RedisOptions::default()).unwrap(),
+        RedisServer::start(RedisOptions::default()).unwrap(),
+    );
+    // One canary pod: the probe pairs it with a stable pod, and they do not share Redis.
+    let (canary, stable) = futures::join!(
+        ApiPod::start(&s.database_url, &separate, &s.idp, &[]),
+        ApiPod::start(&s.database_url, &shared, &s.idp, &[])
+    );
+    let cluster = Cluster::start().await;
+    scene(&cluster, &s.idp, &[&canary], &[&stable]).await;
+    let operator = InProcess::start(&cluster).await;
+    cluster.create_cp("replay", replay_spec()).await;
+
+    let row = replay_row(&cluster, "Failing").await;
+    let message = row["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("both pods accepted the same token") && message.contains("stable pod"),
+        "{row}"
+    );
+    // An unreadable probe Secret is an Error row that names it, never a silent hold.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client.clone(), &cluster.ns);
+    secrets.delete("probe-client", &Default::default()).await.unwrap();
+    let row = replay_row(&cluster, "Error").await;
+    assert!(
+        row["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/probe-client not found"),
+        "{row}"
+    );
+    operator.shutdown().await;
+}
