@@ -53,7 +53,24 @@ fn exposition(t: f64) -> String {
     s.push_str("db_pool_connections{track=\"canary\",state=\"in_use\"} 6\n");
     s.push_str("db_pool_connections{track=\"canary\",state=\"idle\"} 2\n");
     s.push_str("# TYPE db_pool_max_connections gauge\ndb_pool_max_connections{track=\"canary\"} 10\n");
-    // No limiter_redis_errors_total and no openai_requests_total: never incremented.
+    // Recommendations: 4/s from the model, 1/s fallback, and 5/s with the model disabled,
+    // which are not failures: the fallback rate is 1 / (4 + 1) = 0.2.
+    s.push_str("# TYPE openai_requests_total counter\n");
+    for (outcome, per_sec) in [("ok", 4.0), ("fallback", 1.0), ("disabled", 5.0)] {
+        s.push_str(&format!(
+            "openai_requests_total{{track=\"canary\",outcome=\"{outcome}\"}} {}\n",
+            c(per_sec)
+        ));
+    }
+    // The API's own Redis round trips: all under 2 ms, 50 % under 1 ms: p95 = 1.9 ms.
+    s.push_str("# TYPE redis_command_duration_seconds histogram\n");
+    for (le, per_sec) in [("0.001", 50.0), ("0.002", 100.0), ("+Inf", 100.0)] {
+        s.push_str(&format!(
+            "redis_command_duration_seconds_bucket{{track=\"canary\",command=\"evalsha\",le=\"{le}\"}} {}\n",
+            c(per_sec)
+        ));
+    }
+    // No limiter_redis_errors_total: never incremented.
     s
 }
 
@@ -133,8 +150,16 @@ async fn builtin_slis_no_data_and_errors_against_real_prometheus() {
         );
         // A counter that does not exist is zero errors, not missing data...
         assert_eq!(value(&c["limiterRedisErrors"]), 0.0);
-        // ...but a ratio over a series that does not exist is no data.
-        assert_eq!(c["openaiFallbackRate"], Reading::NoData);
+        assert!(
+            close(value(&c["openaiFallbackRate"]), 0.2, 0.01),
+            "model disabled is left out: {:?}",
+            c["openaiFallbackRate"]
+        );
+        assert!(
+            close(value(&c["redisP95LatencyMs"]), 1.9, 0.05),
+            "{:?}",
+            c["redisP95LatencyMs"]
+        );
         // Samples: canary requests in the window (100/s over 4 s, extrapolated).
         let Reading::Value { samples, .. } = c["availability"] else {
             unreachable!()

@@ -121,8 +121,8 @@ fn bad_values_are_refused_naming_the_value() {
             "/limiter/preauthLimit",
         ),
         (
-            minimal().set("canaryPromotion.gates.sli.dbPoolUtilization", "< 0.8"),
-            "'dbPoolUtilization' not allowed",
+            minimal().set("canaryPromotion.gates.sli.p99LatencyMs", "< 0.8"),
+            "'p99LatencyMs' not allowed",
         ),
     ];
     // Plaintext Redis is fine once TLS is explicitly not required.

@@ -255,6 +255,9 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
             ("p95LatencyMs", &sli.p95_latency_ms),
             ("errorRate5xx", &sli.error_rate5xx),
             ("rateLimited429", &sli.rate_limited429),
+            ("openaiFallbackRate", &sli.openai_fallback_rate),
+            ("dbPoolUtilization", &sli.db_pool_utilization),
+            ("redisP95LatencyMs", &sli.redis_p95_latency_ms),
         ] {
             if let Some(expr) = expr {
                 push(

@@ -22,7 +22,7 @@ const METRIC_PATTERN: &str = "^[a-zA-Z][a-zA-Z0-9]*$";
 
 /// Rollback metrics with a built-in query (the metric contract's SLIs); any other metric
 /// needs `rollback[].query`. The CEL rule on `RollbackCriterion` spells the same list out.
-pub const BUILTIN_METRICS: [&str; 7] = [
+pub const BUILTIN_METRICS: [&str; 8] = [
     "availability",
     "p95LatencyMs",
     "errorRate5xx",
@@ -30,6 +30,7 @@ pub const BUILTIN_METRICS: [&str; 7] = [
     "limiterRedisErrors",
     "openaiFallbackRate",
     "dbPoolUtilization",
+    "redisP95LatencyMs",
 ];
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -384,6 +385,20 @@ pub struct SliGates {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
     pub rate_limited429: Option<String>,
+    /// Share of recommendation requests answered by the fallback ranking instead of the model
+    /// (requests with the model disabled left out), e.g. "< 0.05".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub openai_fallback_rate: Option<String>,
+    /// Worst canary pod's PostgreSQL pool utilisation (in use / max), e.g. "< 0.75".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub db_pool_utilization: Option<String>,
+    /// p95 of the canary's own Redis round trips in milliseconds (client side,
+    /// `redis_command_duration_seconds`), e.g. "< 10".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
+    pub redis_p95_latency_ms: Option<String>,
     #[serde(default)]
     pub no_data: NoDataPolicy,
     /// Readings backed by fewer samples (requests) count as no data.
@@ -501,13 +516,14 @@ pub struct CustomGate {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.above) != has(self.below)",
      "message": "spec.rollback[]: exactly one of above or below must be set"},
-    {"rule": "has(self.query) || self.metric in ['availability', 'p95LatencyMs', 'errorRate5xx', 'rateLimited429', 'limiterRedisErrors', 'openaiFallbackRate', 'dbPoolUtilization']",
-     "message": "spec.rollback[].metric: no built-in query for this metric (built-ins: availability, p95LatencyMs, errorRate5xx, rateLimited429, limiterRedisErrors, openaiFallbackRate, dbPoolUtilization); set query",
+    {"rule": "has(self.query) || self.metric in ['availability', 'p95LatencyMs', 'errorRate5xx', 'rateLimited429', 'limiterRedisErrors', 'openaiFallbackRate', 'dbPoolUtilization', 'redisP95LatencyMs']",
+     "message": "spec.rollback[].metric: no built-in query for this metric (built-ins: availability, p95LatencyMs, errorRate5xx, rateLimited429, limiterRedisErrors, openaiFallbackRate, dbPoolUtilization, redisP95LatencyMs); set query",
      "fieldPath": ".metric"}
 ]))]
 pub struct RollbackCriterion {
     /// Metric name, e.g. p95LatencyMs, errorRate5xx, limiterRedisErrors, rateLimited429,
-    /// openaiFallbackRate, dbPoolUtilization (built-in queries), or any name with `query`.
+    /// openaiFallbackRate, dbPoolUtilization, redisP95LatencyMs (built-in queries), or any
+    /// name with `query`.
     #[schemars(length(min = 1, max = 63), pattern(METRIC_PATTERN))]
     pub metric: String,
     /// Breached while the value is strictly above this.

@@ -32,10 +32,12 @@ pub enum Sli {
     OpenaiFallbackRate,
     /// Worst pod's DB pool utilisation (in use / max).
     DbPoolUtilization,
+    /// p95 of the API's own Redis round trips in milliseconds.
+    RedisP95LatencyMs,
 }
 
 impl Sli {
-    pub const ALL: [Sli; 7] = [
+    pub const ALL: [Sli; 8] = [
         Sli::Availability,
         Sli::P95LatencyMs,
         Sli::ErrorRate5xx,
@@ -43,6 +45,7 @@ impl Sli {
         Sli::LimiterRedisErrors,
         Sli::OpenaiFallbackRate,
         Sli::DbPoolUtilization,
+        Sli::RedisP95LatencyMs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Sli {
             Sli::LimiterRedisErrors => "limiterRedisErrors",
             Sli::OpenaiFallbackRate => "openaiFallbackRate",
             Sli::DbPoolUtilization => "dbPoolUtilization",
+            Sli::RedisP95LatencyMs => "redisP95LatencyMs",
         }
     }
 
@@ -117,6 +121,9 @@ impl Wanted {
                 (Sli::P95LatencyMs, &sli.p95_latency_ms),
                 (Sli::ErrorRate5xx, &sli.error_rate5xx),
                 (Sli::RateLimited429, &sli.rate_limited429),
+                (Sli::OpenaiFallbackRate, &sli.openai_fallback_rate),
+                (Sli::DbPoolUtilization, &sli.db_pool_utilization),
+                (Sli::RedisP95LatencyMs, &sli.redis_p95_latency_ms),
             ];
             for (s, threshold) in configured {
                 if threshold.is_some() {

@@ -54,14 +54,18 @@ pub fn builtin_query(sli: Sli, series: &str, window: Duration) -> String {
         Sli::LimiterRedisErrors => {
             format!(r#"sum(increase(limiter_redis_errors_total{{{t}}}[{w}])) or vector(0)"#)
         }
+        // With the model switched off every answer is the fallback by design, not a failure.
         Sli::OpenaiFallbackRate => format!(
-            r#"(sum(rate(openai_requests_total{{{t},outcome="fallback"}}[{w}])) or vector(0)) / sum(rate(openai_requests_total{{{t}}}[{w}]))"#
+            r#"(sum(rate(openai_requests_total{{{t},outcome="fallback"}}[{w}])) or vector(0)) / sum(rate(openai_requests_total{{{t},outcome!="disabled"}}[{w}]))"#
         ),
         Sli::DbPoolUtilization => {
             format!(
                 r#"max(db_pool_connections{{{t},state="in_use"}} / ignoring(state) db_pool_max_connections{{{t}}})"#
             )
         }
+        Sli::RedisP95LatencyMs => format!(
+            r#"1000 * histogram_quantile(0.95, sum by (le) (rate(redis_command_duration_seconds_bucket{{{t}}}[{w}])))"#
+        ),
     }
 }
 

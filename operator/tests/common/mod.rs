@@ -465,6 +465,7 @@ impl ScriptedProm {
                 (Sli::LimiterRedisErrors, 0.0),
                 (Sli::OpenaiFallbackRate, 0.01),
                 (Sli::DbPoolUtilization, 0.3),
+                (Sli::RedisP95LatencyMs, 2.0),
             ] {
                 self.set_query(&builtin_query(sli, &on, window), Some(v));
             }

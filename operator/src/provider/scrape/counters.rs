@@ -19,6 +19,8 @@ pub struct PodCounters {
     pub openai_fallback: f64,
     /// `http_request_duration_seconds_bucket` by `le`, sorted by `le` (cumulative counts).
     pub buckets: Vec<(f64, f64)>,
+    /// `redis_command_duration_seconds_bucket`, the same way.
+    pub redis_buckets: Vec<(f64, f64)>,
     /// Gauges, not counters: read as they are, never subtracted.
     pub db_in_use: Option<f64>,
     pub db_max: Option<f64>,
@@ -55,7 +57,8 @@ impl PodCounters {
                     }
                 }
                 "limiter_redis_errors_total" => c.redis_errors += v,
-                "openai_requests_total" => {
+                // With the model switched off every answer is the fallback by design.
+                "openai_requests_total" if s.label("outcome") != Some("disabled") => {
                     c.openai += v;
                     if s.label("outcome") == Some("fallback") {
                         c.openai_fallback += v;
@@ -64,6 +67,11 @@ impl PodCounters {
                 "http_request_duration_seconds_bucket" => {
                     if let Some(le) = s.label("le").and_then(parse_le) {
                         add_bucket(&mut c.buckets, le, v);
+                    }
+                }
+                "redis_command_duration_seconds_bucket" => {
+                    if let Some(le) = s.label("le").and_then(parse_le) {
+                        add_bucket(&mut c.redis_buckets, le, v);
                     }
                 }
                 "db_pool_connections" if s.label("state") == Some("in_use") => add_opt(&mut c.db_in_use, v),
@@ -85,25 +93,36 @@ impl PodCounters {
             self.openai_fallback,
         ]
         .into_iter()
-        .chain(self.buckets.iter().map(|(_, c)| *c))
+        .chain(self.buckets.iter().chain(&self.redis_buckets).map(|(_, c)| *c))
     }
 
     /// What happened on this pod since `base`. A counter that went down means the process
     /// restarted in between: everything it counted since the restart is the delta (from 0),
     /// for all of its counters alike, so ratios stay consistent.
     pub fn since(&self, base: &PodCounters) -> PodCounters {
-        let bucket = |le: f64| base.buckets.iter().find(|(b, _)| *b == le).map_or(0.0, |(_, c)| *c);
+        // Per bucket; `None` when a bucket went down (a restart).
+        let delta = |now: &[(f64, f64)], then: &[(f64, f64)]| -> Option<Vec<(f64, f64)>> {
+            now.iter()
+                .map(|(le, c)| {
+                    let before = then.iter().find(|(b, _)| b == le).map_or(0.0, |(_, c)| *c);
+                    (*c >= before).then(|| (*le, c - before))
+                })
+                .collect()
+        };
         let reset = self.requests < base.requests
             || self.requests_5xx < base.requests_5xx
             || self.decisions < base.decisions
             || self.limited < base.limited
             || self.redis_errors < base.redis_errors
             || self.openai < base.openai
-            || self.openai_fallback < base.openai_fallback
-            || self.buckets.iter().any(|(le, c)| *c < bucket(*le));
-        if reset {
+            || self.openai_fallback < base.openai_fallback;
+        let (false, Some(buckets), Some(redis_buckets)) = (
+            reset,
+            delta(&self.buckets, &base.buckets),
+            delta(&self.redis_buckets, &base.redis_buckets),
+        ) else {
             return self.clone();
-        }
+        };
         PodCounters {
             requests: self.requests - base.requests,
             requests_5xx: self.requests_5xx - base.requests_5xx,
@@ -112,7 +131,8 @@ impl PodCounters {
             redis_errors: self.redis_errors - base.redis_errors,
             openai: self.openai - base.openai,
             openai_fallback: self.openai_fallback - base.openai_fallback,
-            buckets: self.buckets.iter().map(|(le, c)| (*le, c - bucket(*le))).collect(),
+            buckets,
+            redis_buckets,
             db_in_use: self.db_in_use,
             db_max: self.db_max,
         }
@@ -159,6 +179,9 @@ impl WindowTotals {
         for (le, c) in &delta.buckets {
             add_bucket(&mut s.buckets, *le, *c);
         }
+        for (le, c) in &delta.redis_buckets {
+            add_bucket(&mut s.redis_buckets, *le, *c);
+        }
         if let Some(u) = delta.utilization() {
             self.db_utilization = Some(self.db_utilization.map_or(u, |w| w.max(u)));
         }
@@ -182,6 +205,7 @@ impl WindowTotals {
             Sli::OpenaiFallbackRate => ratio(s.openai_fallback, s.openai),
             Sli::P95LatencyMs => histogram_quantile(0.95, &s.buckets).map(|v| v * 1000.0),
             Sli::DbPoolUtilization => self.db_utilization,
+            Sli::RedisP95LatencyMs => histogram_quantile(0.95, &s.redis_buckets).map(|v| v * 1000.0),
         }
     }
 }
@@ -264,6 +288,11 @@ ratelimit_decisions_total{{decision="limited",principal="tester",track="canary"}
 db_pool_connections{{state="in_use",track="canary"}} 3
 db_pool_connections{{state="idle",track="canary"}} 7
 db_pool_max_connections{{track="canary"}} 10
+openai_requests_total{{outcome="ok",track="canary"}} 40
+openai_requests_total{{outcome="fallback",track="canary"}} 10
+openai_requests_total{{outcome="disabled",track="canary"}} 500
+redis_command_duration_seconds_bucket{{command="evalsha",le="0.001",track="canary"}} {requests_200}
+redis_command_duration_seconds_bucket{{command="evalsha",le="+Inf",track="canary"}} {requests_200}
 "#
         );
         PodCounters::from_samples(&parse(&text).unwrap())
@@ -277,6 +306,12 @@ db_pool_max_connections{{track="canary"}} 10
         assert_eq!((c.decisions, c.limited), (100.0, 10.0));
         assert_eq!(c.buckets, vec![(0.22, 80.0), (INF, 105.0)]);
         assert_eq!(c.utilization(), Some(0.3));
+        assert_eq!(
+            (c.openai, c.openai_fallback),
+            (50.0, 10.0),
+            "the model disabled is no fallback"
+        );
+        assert_eq!(c.redis_buckets, vec![(0.001, 100.0), (INF, 100.0)]);
     }
 
     #[test]
@@ -302,11 +337,18 @@ db_pool_max_connections{{track="canary"}} 10
         close(Sli::Availability, 0.9);
         assert_eq!(w.value(Sli::LimiterRedisErrors), Some(0.0));
         assert_eq!(w.value(Sli::DbPoolUtilization), Some(0.3));
+        // 90 round trips on a (all ≤ 1 ms), 45 on b after its restart: p95 interpolates to 0.95 ms.
+        close(Sli::RedisP95LatencyMs, 0.95);
         // Ratelimit counters did not move on a; b restarted: 10 limited of 100.
         close(Sli::RateLimited429, 0.1);
         // 140 of 150 within 0.22 s: rank 142.5 is in the +Inf bucket → 0.22.
         close(Sli::P95LatencyMs, 220.0);
-        assert_eq!(w.value(Sli::OpenaiFallbackRate), None, "0/0 is no data");
+        // OpenAI counters did not move on a; b restarted: 10 fallbacks of 50 (the 500 with the
+        // model disabled left out).
+        close(Sli::OpenaiFallbackRate, 0.2);
+        let mut idle = WindowTotals::default();
+        idle.add(&now_a.since(&now_a));
+        assert_eq!(idle.value(Sli::OpenaiFallbackRate), None, "0/0 is no data");
     }
 
     #[test]
