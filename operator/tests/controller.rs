@@ -489,7 +489,11 @@ async fn redis_gate_probes_redis_itself_and_promotes_when_every_row_passes() {
         let redis = tokio::task::spawn_blocking(|| redis_setup(true)).await.unwrap();
         redis_scene(&c, Some(&redis), &redis.primary.url()).await;
         let op = InProcess::start(&c).await;
-        c.create_cp("promo", redis_spec(&prom)).await;
+        let mut spec = redis_spec(&prom);
+        // TLS only: nothing answers plaintext on another port of the host.
+        spec["gates"]["redis"]["plaintextPort"] = json!(testkit::free_port());
+        spec["gates"]["redis"]["maxmemoryPolicy"] = json!("noeviction");
+        c.create_cp("promo", spec).await;
         // Every Redis row passing, with the value the probe read.
         let s = eventually(LIMIT, "the redis rows to pass", || async {
             let s = c.status("promo").await;
@@ -501,6 +505,8 @@ async fn redis_gate_probes_redis_itself_and_promotes_when_every_row_passes() {
                 "fragmentationRatio",
                 "evictedKeys",
                 "limiterErrors",
+                "plaintextRefused",
+                "maxmemoryPolicy",
             ];
             rows.iter()
                 .all(|r| gate_row(&s, &format!("redis.{r}"))["state"] == "Passing")
@@ -510,7 +516,7 @@ async fn redis_gate_probes_redis_itself_and_promotes_when_every_row_passes() {
         assert_eq!(gate_row(&s, "redis.replica")["value"], 1.0, "{s}");
         assert_eq!(gate_row(&s, "redis.tls")["value"], 1.0);
         let s = c.wait_phase("promo", "Promoted", LIMIT).await;
-        assert_eq!(s["gatesSummary"], "11/11");
+        assert_eq!(s["gatesSummary"], "13/13");
         op.shutdown().await;
     })
     .await;
@@ -587,6 +593,114 @@ async fn redis_gate_fails_tls_and_auth_on_an_open_plaintext_redis() {
         assert_eq!(gate_row(&s, "redis.auth")["value"], 0.0, "{s}");
         assert_eq!(gate_row(&s, "redis.p95LatencyMs")["state"], "Passing", "{s}");
         assert_eq!(s["currentStep"], 1);
+    })
+    .await;
+}
+
+/// Sentinel quorum, the eviction policy and an open plaintext port, each row failing alone
+/// when its fault is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gate_checks_sentinel_quorum_eviction_policy_and_plaintext() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        let password = "sentinel-s3cret";
+        let (primary, _replica, sentinels) = tokio::task::spawn_blocking(move || {
+            let options = testkit::RedisOptions {
+                password: Some(password.into()),
+                ..Default::default()
+            };
+            let primary = testkit::RedisServer::start(options.clone()).unwrap();
+            let replica = testkit::RedisServer::start(testkit::RedisOptions {
+                replica_of: Some(primary.port()),
+                ..options
+            })
+            .unwrap();
+            let sentinels: Vec<_> = (0..3)
+                .map(|_| testkit::Sentinel::start("primary", primary.port(), 2, Some(password)).unwrap())
+                .collect();
+            (primary, replica, sentinels)
+        })
+        .await
+        .unwrap();
+        c.create_deployment("api", OLD_IMAGE, 2).await;
+        c.create_deployment("api-canary", NEW_IMAGE, 1).await;
+        c.create_canary_ingress("api-canary").await;
+        c.grant_secret_reads().await;
+        let addresses: Vec<String> = sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port())).collect();
+        let url = format!("redis://:{password}@127.0.0.1:{}", primary.port());
+        c.create_secret(
+            "redis-credentials",
+            &[
+                ("url", &url),
+                ("sentinels", &addresses.join(",")),
+                ("masterName", "primary"),
+            ],
+        )
+        .await;
+        let _op = InProcess::start(&c).await;
+        let mut spec = spec(nginx(), &prom.address, "1h", "1m");
+        spec["gates"]["redis"] = json!({
+            "secretRef": "redis-credentials", "requireSentinelQuorum": true,
+            "maxmemoryPolicy": "noeviction", "plaintextPort": primary.port(), "noData": "fail"
+        });
+        c.create_cp("promo", spec).await;
+        let row = |s: &Value, name: &str| gate_row(s, name);
+        let s = eventually(LIMIT, "the Sentinels to agree", || async {
+            let s = c.status("promo").await;
+            (row(&s, "redis.sentinelQuorum")["state"] == "Passing").then_some(s)
+        })
+        .await;
+        assert!(
+            row(&s, "redis.sentinelQuorum")["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&format!(
+                    "3/3 Sentinels name 127.0.0.1:{} as primary; CKQUORUM OK",
+                    primary.port()
+                )),
+            "{s}"
+        );
+        assert_eq!(row(&s, "redis.maxmemoryPolicy")["state"], "Passing", "{s}");
+        // A plaintext primary: its own port answers plaintext Redis (NOAUTH is still Redis).
+        assert_eq!(row(&s, "redis.plaintextRefused")["state"], "Failing", "{s}");
+        assert!(
+            row(&s, "redis.plaintextRefused")["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("answers plaintext"),
+            "{s}"
+        );
+
+        // An evicting policy: that row fails, naming the policy.
+        primary
+            .cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
+            .unwrap();
+        let s = eventually(LIMIT, "redis.maxmemoryPolicy to fail", || async {
+            let s = c.status("promo").await;
+            (row(&s, "redis.maxmemoryPolicy")["state"] == "Failing").then_some(s)
+        })
+        .await;
+        assert_eq!(
+            row(&s, "redis.maxmemoryPolicy")["message"],
+            "maxmemory-policy is allkeys-lru, want noeviction",
+            "{s}"
+        );
+        assert_eq!(row(&s, "redis.sentinelQuorum")["state"], "Passing", "{s}");
+
+        // Two of three Sentinels gone: no quorum.
+        let mut sentinels = sentinels;
+        drop(sentinels.drain(1..));
+        let s = eventually(LIMIT, "redis.sentinelQuorum to fail", || async {
+            let s = c.status("promo").await;
+            (row(&s, "redis.sentinelQuorum")["state"] == "Failing").then_some(s)
+        })
+        .await;
+        let message = row(&s, "redis.sentinelQuorum")["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.starts_with("1/3 Sentinels"), "{s}");
     })
     .await;
 }

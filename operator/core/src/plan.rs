@@ -271,13 +271,32 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
         }
     }
     if let Some(redis) = &spec.gates.redis {
-        // Requirements become gates on readings from the Redis probe (1/0 for TLS and auth,
-        // the number of connected replicas), so they share judgement, status and events with
-        // every other gate.
+        // Requirements become gates on readings from the Redis probe (1/0 for TLS, auth,
+        // Sentinel quorum, the eviction policy and a refusing plaintext port; the number of
+        // connected replicas), so they share judgement, status and events with every other
+        // gate.
         for (key, field, required, condition) in [
             ("tls", "requireTls", redis.require_tls, "== 1"),
             ("auth", "requireAuth", redis.require_auth, "== 1"),
             ("replica", "requireReplica", redis.require_replica, ">= 1"),
+            (
+                "sentinelQuorum",
+                "requireSentinelQuorum",
+                redis.require_sentinel_quorum,
+                "== 1",
+            ),
+            (
+                "maxmemoryPolicy",
+                "maxmemoryPolicy",
+                redis.maxmemory_policy.is_some(),
+                "== 1",
+            ),
+            (
+                "plaintextRefused",
+                "plaintextPort",
+                redis.plaintext_port.is_some(),
+                "== 1",
+            ),
         ] {
             if required {
                 push(

@@ -408,7 +408,8 @@ pub struct SliGates {
 }
 
 /// Redis health as the canary sees it, checked by the operator's own probe: it connects with
-/// the Secret's `url` (and optional `username`, `password`, `ca.crt`) every interval.
+/// the Secret's `url` (and optional `username`, `password`, `ca.crt`, and `sentinels`,
+/// `masterName`, `sentinelPassword` for the Sentinel row) every interval.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisGates {
@@ -421,6 +422,19 @@ pub struct RedisGates {
     pub require_auth: bool,
     #[serde(default)]
     pub require_replica: bool,
+    /// The Sentinels in the Secret's `sentinels` all reachable-and-agreeing on one primary,
+    /// and `SENTINEL CKQUORUM` answering OK (row `redis.sentinelQuorum`).
+    #[serde(default)]
+    pub require_sentinel_quorum: bool,
+    /// The `maxmemory-policy` Redis must run with (row `redis.maxmemoryPolicy`), e.g.
+    /// `noeviction`, under which replay markers are never evicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxmemory_policy: Option<MaxmemoryPolicy>,
+    /// A port on the Redis host that must not answer plaintext Redis (row
+    /// `redis.plaintextRefused`), e.g. 6379 when TLS is served on 6380.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub plaintext_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
     pub p95_latency_ms: Option<String>,
@@ -438,6 +452,36 @@ pub struct RedisGates {
     #[serde(default = "default_min_samples")]
     #[schemars(range(max = 1_000_000))]
     pub min_samples: u32,
+}
+
+/// Redis' eviction policies (`maxmemory-policy`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaxmemoryPolicy {
+    Noeviction,
+    AllkeysLru,
+    AllkeysLfu,
+    AllkeysRandom,
+    VolatileLru,
+    VolatileLfu,
+    VolatileRandom,
+    VolatileTtl,
+}
+
+impl MaxmemoryPolicy {
+    /// The name Redis uses (`INFO memory`, `CONFIG GET`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaxmemoryPolicy::Noeviction => "noeviction",
+            MaxmemoryPolicy::AllkeysLru => "allkeys-lru",
+            MaxmemoryPolicy::AllkeysLfu => "allkeys-lfu",
+            MaxmemoryPolicy::AllkeysRandom => "allkeys-random",
+            MaxmemoryPolicy::VolatileLru => "volatile-lru",
+            MaxmemoryPolicy::VolatileLfu => "volatile-lfu",
+            MaxmemoryPolicy::VolatileRandom => "volatile-random",
+            MaxmemoryPolicy::VolatileTtl => "volatile-ttl",
+        }
+    }
 }
 
 /// JWT replay protection across pods, proven by an active probe every interval: the operator

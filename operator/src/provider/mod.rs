@@ -139,10 +139,15 @@ impl Wanted {
                 (redis::Row::P95LatencyMs, r.p95_latency_ms.is_some()),
                 (redis::Row::FragmentationRatio, r.fragmentation_ratio.is_some()),
                 (redis::Row::EvictedKeys, r.evicted_keys.is_some()),
+                (redis::Row::MaxmemoryPolicy, r.maxmemory_policy.is_some()),
+                (redis::Row::PlaintextRefused, r.plaintext_port.is_some()),
+                (redis::Row::SentinelQuorum, r.require_sentinel_quorum),
             ];
             w.redis = Some(redis::RedisChecks {
                 secret: r.secret_ref.clone(),
                 rows: rows.into_iter().filter(|(_, on)| *on).map(|(row, _)| row).collect(),
+                maxmemory_policy: r.maxmemory_policy,
+                plaintext_port: r.plaintext_port,
             });
             // The canary's own view of Redis: its limiter's errors, from the metric provider.
             if r.limiter_errors.is_some() {
@@ -250,7 +255,8 @@ mod tests {
             "traffic": {"replicas": {}}, "steps": [{"weight": 100, "bake": "1m"}],
             "metrics": {"prometheus": {"address": "http://p:9090"}},
             "gates": {"redis": {"secretRef": "r", "requireTls": true, "requireAuth": true, "requireReplica": true,
-                "p95LatencyMs": "< 10", "fragmentationRatio": "< 1.5", "evictedKeys": "== 0", "limiterErrors": "== 0"},
+                "p95LatencyMs": "< 10", "fragmentationRatio": "< 1.5", "evictedKeys": "== 0", "limiterErrors": "== 0",
+                "requireSentinelQuorum": true, "maxmemoryPolicy": "noeviction", "plaintextPort": 6379},
                 "replayProtection": {"probe": {"secretRef": "p", "path": "/api/v1/applications/x", "port": 8080}}}
         }))
         .unwrap();

@@ -11,6 +11,11 @@
 //! * `redis.evictedKeys` — increase of `evicted_keys` (`INFO stats`) over the metric window.
 //!   Replay markers (`jwt:jti:*`) are evictable under any evicting `maxmemory-policy`, so the
 //!   replay guarantee holds only while this stays 0.
+//! * `redis.maxmemoryPolicy` — 1 when `maxmemory_policy` (`INFO memory`) is the required one.
+//! * `redis.plaintextRefused` — 1 when nothing answers plaintext Redis on the given port of
+//!   the URL's host (connection refused, closed, or not a Redis reply).
+//! * `redis.sentinelQuorum` — 1 when every Sentinel in the Secret answers, they all name the
+//!   same primary, and `SENTINEL CKQUORUM` is OK.
 //!
 //! A probe that cannot connect turns every row into an `Error` with the reason (`NOAUTH`, a
 //! TLS handshake failure, a timeout), which `decide` judges per the gate's `noData` policy.
@@ -41,6 +46,12 @@ pub mod keys {
     pub const PASSWORD: &str = "password";
     /// PEM CA bundle that signed the server certificate; system roots when absent.
     pub const CA: &str = "ca.crt";
+    /// Comma-separated `host:port` of the Sentinels (for `redis.sentinelQuorum`).
+    pub const SENTINELS: &str = "sentinels";
+    /// The monitored primary's name in Sentinel (`sentinel monitor <name> ...`).
+    pub const MASTER_NAME: &str = "masterName";
+    /// Optional password of the Sentinels themselves.
+    pub const SENTINEL_PASSWORD: &str = "sentinelPassword";
 }
 
 /// One sub-check the probe itself answers (`redis.limiterErrors` comes from the metric
@@ -53,6 +64,9 @@ pub enum Row {
     P95LatencyMs,
     FragmentationRatio,
     EvictedKeys,
+    MaxmemoryPolicy,
+    PlaintextRefused,
+    SentinelQuorum,
 }
 
 impl Row {
@@ -65,6 +79,9 @@ impl Row {
             Row::P95LatencyMs => "redis.p95LatencyMs",
             Row::FragmentationRatio => "redis.fragmentationRatio",
             Row::EvictedKeys => "redis.evictedKeys",
+            Row::MaxmemoryPolicy => "redis.maxmemoryPolicy",
+            Row::PlaintextRefused => "redis.plaintextRefused",
+            Row::SentinelQuorum => "redis.sentinelQuorum",
         }
     }
 }
@@ -74,6 +91,10 @@ impl Row {
 pub struct RedisChecks {
     pub secret: String,
     pub rows: Vec<Row>,
+    /// For `redis.maxmemoryPolicy`.
+    pub maxmemory_policy: Option<canary_core::MaxmemoryPolicy>,
+    /// For `redis.plaintextRefused`.
+    pub plaintext_port: Option<u16>,
 }
 
 /// Why a connection (handshake, AUTH, first `PING`) failed.
@@ -97,6 +118,15 @@ impl std::fmt::Display for ConnectError {
 pub struct Target {
     info: ConnectionInfo,
     ca_pem: Option<Vec<u8>>,
+    sentinels: Option<Sentinels>,
+}
+
+/// Where the Sentinels are, from the Secret.
+#[derive(Clone)]
+struct Sentinels {
+    addresses: Vec<String>,
+    master_name: String,
+    password: Option<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -114,7 +144,20 @@ impl Target {
         let secret = SecretKeys::read(client, namespace, name).await?;
         let url = secret.required(keys::URL)?;
         let (username, password) = (secret.text(keys::USERNAME)?, secret.text(keys::PASSWORD)?);
-        Target::new(&url, username, password, secret.bytes(keys::CA)).map_err(|e| secret.problem(&e))
+        let mut target =
+            Target::new(&url, username, password, secret.bytes(keys::CA)).map_err(|e| secret.problem(&e))?;
+        if let Some(list) = secret.text(keys::SENTINELS)?.filter(|l| !l.is_empty()) {
+            target.sentinels = Some(Sentinels {
+                addresses: list
+                    .split(',')
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty())
+                    .collect(),
+                master_name: secret.required(keys::MASTER_NAME)?,
+                password: secret.text(keys::SENTINEL_PASSWORD)?.filter(|p| !p.is_empty()),
+            });
+        }
+        Ok(target)
     }
 
     pub fn new(
@@ -136,6 +179,7 @@ impl Target {
         Ok(Target {
             info: info.set_redis_settings(settings),
             ca_pem,
+            sentinels: None,
         })
     }
 
@@ -224,14 +268,15 @@ impl EvictionHistory {
     }
 }
 
-/// Probes `target` for `rows`; readings keyed by each row's gate name.
+/// Probes `target` for the `checks`; readings keyed by each row's gate name.
 pub async fn probe(
     target: &Target,
-    rows: &[Row],
+    checks: &RedisChecks,
     history: &EvictionHistory,
     history_key: &str,
     window: Duration,
 ) -> BTreeMap<String, Reading> {
+    let rows = &checks.rows;
     let mut connection = match target.connect(target.info.clone()).await {
         Ok(c) => c,
         Err(e) => {
@@ -255,6 +300,21 @@ pub async fn probe(
                         samples: 1,
                     }),
                 other => other,
+            },
+            Row::MaxmemoryPolicy => match checks.maxmemory_policy {
+                Some(want) => maxmemory_policy(&mut connection, want.as_str()).await,
+                None => Reading::NoData,
+            },
+            Row::PlaintextRefused => match checks.plaintext_port {
+                Some(port) => plaintext_refused(target, port).await,
+                None => Reading::NoData,
+            },
+            Row::SentinelQuorum => match &target.sentinels {
+                Some(sentinels) => sentinel_quorum(sentinels).await,
+                None => Reading::Error(format!(
+                    "the Secret has no key {:?} (comma-separated host:port of the Sentinels)",
+                    keys::SENTINELS
+                )),
             },
         };
         out.insert(row.gate().to_owned(), reading);
@@ -284,21 +344,142 @@ async fn auth_enforced(target: &Target) -> Reading {
     }
 }
 
-async fn info_field(connection: &mut MultiplexedConnection, section: &str, field: &str) -> Reading {
-    let info: Result<String, _> = redis::cmd("INFO").arg(section).query_async(connection).await;
-    let info = match info {
-        Ok(info) => info,
-        Err(e) => return Reading::Error(format!("INFO {section}: {}", describe(&e))),
-    };
+/// One `field:value` line of an `INFO` section, as text.
+async fn info_text(connection: &mut MultiplexedConnection, section: &str, field: &str) -> Result<String, String> {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(connection)
+        .await
+        .map_err(|e| format!("INFO {section}: {}", describe(&e)))?;
     if section == "replication" && info.lines().any(|l| l.trim() == "role:slave") {
-        return Reading::Error("the Secret's URL points at a replica, not the primary".into());
+        return Err("the Secret's URL points at a replica, not the primary".into());
     }
     info.lines()
-        .find_map(|line| line.trim().strip_prefix(field)?.strip_prefix(':')?.parse::<f64>().ok())
-        .map_or_else(
-            || Reading::Error(format!("INFO {section} has no {field}")),
+        .find_map(|line| Some(line.trim().strip_prefix(field)?.strip_prefix(':')?.to_owned()))
+        .ok_or_else(|| format!("INFO {section} has no {field}"))
+}
+
+async fn info_field(connection: &mut MultiplexedConnection, section: &str, field: &str) -> Reading {
+    match info_text(connection, section, field).await {
+        Ok(text) => text.parse::<f64>().map_or_else(
+            |_| Reading::Error(format!("INFO {section}: {field} is not a number")),
             |value| Reading::Value { value, samples: 1 },
-        )
+        ),
+        Err(e) => Reading::Error(e),
+    }
+}
+
+fn verdict(held: bool, detail: String) -> Reading {
+    Reading::Probed {
+        value: if held { 1.0 } else { 0.0 },
+        detail,
+    }
+}
+
+async fn maxmemory_policy(connection: &mut MultiplexedConnection, want: &str) -> Reading {
+    match info_text(connection, "memory", "maxmemory_policy").await {
+        Ok(policy) if policy == want => verdict(true, format!("maxmemory-policy is {policy}")),
+        Ok(policy) => verdict(false, format!("maxmemory-policy is {policy}, want {want}")),
+        Err(e) => Reading::Error(e),
+    }
+}
+
+/// Redis must not answer plaintext on `port` of the URL's host. Only a Redis reply (even
+/// `NOAUTH`) proves the port open; a refused or reset connection, or bytes that are not RESP,
+/// prove it closed to plaintext clients.
+async fn plaintext_refused(target: &Target, port: u16) -> Reading {
+    let host = match target.info.addr() {
+        ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
+        other => return Reading::Error(format!("no TCP host in the Secret's URL ({other})")),
+    };
+    let Ok(plain) = ConnectionAddr::Tcp(host.clone(), port).into_connection_info() else {
+        return Reading::Error(format!("{host}:{port} is no address"));
+    };
+    let anonymous = Target {
+        info: plain,
+        ca_pem: None,
+        sentinels: None,
+    };
+    match anonymous.connect(anonymous.info.clone()).await {
+        Ok(_) => verdict(false, format!("{host}:{port} answers plaintext PING")),
+        Err(ConnectError::Redis(e)) if e.code().is_some() => verdict(
+            false,
+            format!("{host}:{port} answers plaintext Redis ({})", describe(&e)),
+        ),
+        Err(e) => verdict(true, format!("{host}:{port} refuses plaintext Redis ({e})")),
+    }
+}
+
+/// The Sentinels must all answer and name one primary, and have the quorum to fail over.
+async fn sentinel_quorum(sentinels: &Sentinels) -> Reading {
+    let ask = |address: String| async move {
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(password) = &sentinels.password {
+            settings = settings.set_password(password.clone());
+        }
+        let info = format!("redis://{address}")
+            .into_connection_info()
+            .map_err(|_| format!("sentinel {address}: not host:port"))?
+            .set_redis_settings(settings);
+        let plain = Target {
+            info: info.clone(),
+            ca_pem: None,
+            sentinels: None,
+        };
+        let mut connection = plain
+            .connect(info)
+            .await
+            .map_err(|e| format!("sentinel {address}: {e}"))?;
+        let primary: Option<(String, String)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(&sentinels.master_name)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| format!("sentinel {address}: {}", describe(&e)))?;
+        let quorum: Result<String, _> = redis::cmd("SENTINEL")
+            .arg("ckquorum")
+            .arg(&sentinels.master_name)
+            .query_async(&mut connection)
+            .await;
+        Ok::<_, String>((
+            primary.map(|(h, p)| format!("{h}:{p}")),
+            quorum.map_err(|e| describe(&e)),
+        ))
+    };
+    let answers = futures::future::join_all(sentinels.addresses.iter().cloned().map(ask)).await;
+    let total = answers.len();
+    let mut named: BTreeMap<String, usize> = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut quorum_ok = false;
+    for answer in answers {
+        match answer {
+            Ok((Some(primary), quorum)) => {
+                *named.entry(primary).or_default() += 1;
+                match quorum {
+                    Ok(_) => quorum_ok = true,
+                    Err(e) => problems.push(e),
+                }
+            }
+            Ok((None, _)) => problems.push(format!("a Sentinel does not know {:?}", sentinels.master_name)),
+            Err(e) => problems.push(e),
+        }
+    }
+    let agreeing = named.values().max().copied().unwrap_or(0);
+    let primaries: Vec<&str> = named.keys().map(String::as_str).collect();
+    let detail = format!(
+        "{agreeing}/{total} Sentinels name {} as primary{}{}",
+        primaries.join(" / "),
+        if quorum_ok { "; CKQUORUM OK" } else { "; no CKQUORUM OK" },
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", problems.join("; "))
+        }
+    );
+    verdict(
+        total > 0 && named.len() == 1 && agreeing == total && quorum_ok && problems.is_empty(),
+        detail,
+    )
 }
 
 async fn latency_p95(connection: &mut MultiplexedConnection) -> Reading {

@@ -111,7 +111,7 @@ async fn probe_redis(
         return BTreeMap::new();
     };
     match redis::Target::from_secret(&ctx.client, ns, &checks.secret).await {
-        Ok(target) => redis::probe(&target, &checks.rows, &ctx.evictions, &history_key(cp), window).await,
+        Ok(target) => redis::probe(&target, checks, &ctx.evictions, &history_key(cp), window).await,
         Err(reason) => checks
             .rows
             .iter()
