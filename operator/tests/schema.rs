@@ -374,6 +374,18 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             "spec.gates.replayProtection.probe: exactly one of port or portName must be set",
         ),
         (
+            "rate-limit probe without a port",
+            "/spec/gates/rateLimit",
+            json!({"probe": {"path": "/api/v1/scholarships"}}),
+            "spec.gates.rateLimit.probe: exactly one of port or portName must be set",
+        ),
+        (
+            "rate-limit burst too large",
+            "/spec/gates/rateLimit",
+            json!({"probe": {"path": "/api/v1/scholarships", "port": 8080, "maxRequests": 100000}}),
+            "spec.gates.rateLimit.probe.maxRequests",
+        ),
+        (
             "replay probe path that is no path",
             "/spec/gates/replayProtection",
             json!({"probe": {"secretRef": "canary-probe-client", "path": "api/v1", "port": 8080}}),
@@ -581,6 +593,8 @@ fn core_rejects_what_the_schema_rejects() {
         "a query label that is no label name",
         "replay probe with two ports",
         "replay probe without a port",
+        "rate-limit probe without a port",
+        "rate-limit burst too large",
         "custom PromQL gate with the scrape provider",
         "rollback metric without a built-in query",
         "two metric sources",

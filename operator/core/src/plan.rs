@@ -17,6 +17,8 @@ pub struct PlannedStep {
 
 /// The replay-protection gate's name in status.
 pub const REPLAY_GATE: &str = "replayProtection.crossPod";
+/// The rate-limit probe's gate name in status.
+pub const RATE_LIMIT_GATE: &str = "rateLimit.crossPod";
 
 /// One go/no-go gate: the name the shell reports readings under, and how to judge them.
 #[derive(Debug, Clone, PartialEq)]
@@ -340,6 +342,25 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
             "gates.replayProtection".to_owned(),
             "== 1",
             replay.no_data,
+            1,
+        )?;
+    }
+    if let Some(limit) = &spec.gates.rate_limit {
+        let probe = &limit.probe;
+        if probe.port.is_some() == probe.port_name.is_some() {
+            return Err(invalid(
+                "gates.rateLimit.probe",
+                "exactly one of port or portName must be set",
+            ));
+        }
+        if !(4..=2000).contains(&probe.max_requests) {
+            return Err(invalid("gates.rateLimit.probe.maxRequests", "must be in 4..2000"));
+        }
+        push(
+            RATE_LIMIT_GATE.to_owned(),
+            "gates.rateLimit".to_owned(),
+            "== 1",
+            limit.no_data,
             1,
         )?;
     }

@@ -356,6 +356,8 @@ pub struct Gates {
     pub redis: Option<RedisGates>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_protection: Option<ReplayProtectionGate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitGate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     #[schemars(extend("x-kubernetes-validations" = [
@@ -530,6 +532,61 @@ pub struct ReplayProbe {
     #[serde(default = "default_tester_header")]
     #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9-]+$"))]
     pub tester_header: String,
+}
+
+/// The rate limit shared across pods, proven by a burst once per step: the operator sends
+/// requests to two pods in turn (two canary pods, or the canary's only pod and a stable one)
+/// until the limit refuses them. It holds when exactly the window's remaining quota (from the
+/// first answer's `RateLimit-Remaining`) was allowed across both pods, every 200 and 429
+/// carried the RateLimit headers of one policy, and every 429 carried `Retry-After`. The
+/// gate reads 1 then, else 0 with the expectation that broke as its message.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitGate {
+    pub probe: RateLimitProbe,
+    /// What an inconclusive probe means (fewer than two ready pods, a 5xx, the window
+    /// rolling over mid-burst, more quota left than `maxRequests`).
+    #[serde(default)]
+    pub no_data: NoDataPolicy,
+}
+
+/// How the rate-limit probe reaches the pods.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.port) != has(self.portName)",
+     "message": "spec.gates.rateLimit.probe: exactly one of port or portName must be set"}
+]))]
+pub struct RateLimitProbe {
+    /// Public, rate-limited path the probe GETs, e.g. `/api/v1/scholarships?page_size=1`. The
+    /// budget is the operator's own (its address), so users' budgets are untouched.
+    #[schemars(length(min = 1, max = 512), pattern(r"^/[^\s#]*$"))]
+    pub path: String,
+    /// Container port of the API, e.g. 8080.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Name of an EndpointSlice port (the Service port's name), e.g. `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15), pattern(LABEL_PATTERN))]
+    pub port_name: Option<String>,
+    /// Secret whose `testerToken` marks the burst as tester traffic (left out of the 429
+    /// SLI). Unset: the burst counts as anonymous traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub secret_ref: Option<String>,
+    /// Header carrying the Secret's `testerToken`.
+    #[serde(default = "default_tester_header")]
+    #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9-]+$"))]
+    pub tester_header: String,
+    /// Most requests one burst may send; the policy's quota plus a few must fit.
+    #[serde(default = "default_max_requests")]
+    #[schemars(range(min = 4, max = 2000))]
+    pub max_requests: u32,
+}
+
+fn default_max_requests() -> u32 {
+    300
 }
 
 fn default_tester_header() -> String {

@@ -3,7 +3,9 @@
 //! "Metrics"); they differ only in whether Prometheus or the operator does the arithmetic.
 //! After a promotion, the post-promotion watch reads the same SLIs on the stable track.
 
+pub mod pods;
 pub mod prometheus;
+pub mod rate_limit;
 pub mod redis;
 pub mod replay;
 pub mod scrape;
@@ -102,6 +104,8 @@ pub struct Wanted {
     pub redis: Option<redis::RedisChecks>,
     /// The replay-protection probe, when the spec has that gate.
     pub replay: Option<replay::ReplayCheck>,
+    /// The rate-limit probe, when the spec has that gate.
+    pub rate_limit: Option<rate_limit::RateLimitCheck>,
     /// The track built-in queries read.
     pub track: Track,
     /// Extra label matchers of the built-in queries (`spec.metrics.prometheus.labels`).
@@ -160,14 +164,16 @@ impl Wanted {
         if let Some(r) = &spec.gates.replay_protection {
             w.replay = Some(replay::ReplayCheck {
                 secret: r.probe.secret_ref.clone(),
-                canary_service: spec.canary.service_name().to_owned(),
-                stable_service: spec.stable.service_name().to_owned(),
-                target: canary_core::ScrapeSource {
-                    port: r.probe.port,
-                    port_name: r.probe.port_name.clone(),
-                    path: r.probe.path.clone(),
-                },
+                pods: probe_targets(spec, r.probe.port, &r.probe.port_name, &r.probe.path),
                 tester_header: r.probe.tester_header.clone(),
+            });
+        }
+        if let Some(r) = &spec.gates.rate_limit {
+            w.rate_limit = Some(rate_limit::RateLimitCheck {
+                pods: probe_targets(spec, r.probe.port, &r.probe.port_name, &r.probe.path),
+                secret: r.probe.secret_ref.clone(),
+                tester_header: r.probe.tester_header.clone(),
+                max_requests: r.probe.max_requests,
             });
         }
         for c in &spec.gates.custom {
@@ -191,6 +197,23 @@ impl Wanted {
 
     pub fn is_empty(&self) -> bool {
         self.gates.is_empty() && self.criteria.is_empty()
+    }
+}
+
+fn probe_targets(
+    spec: &PromotionSpec,
+    port: Option<u16>,
+    port_name: &Option<String>,
+    path: &str,
+) -> pods::ProbeTargets {
+    pods::ProbeTargets {
+        canary_service: spec.canary.service_name().to_owned(),
+        stable_service: spec.stable.service_name().to_owned(),
+        request: canary_core::ScrapeSource {
+            port,
+            port_name: port_name.clone(),
+            path: path.to_owned(),
+        },
     }
 }
 
@@ -257,13 +280,15 @@ mod tests {
             "gates": {"redis": {"secretRef": "r", "requireTls": true, "requireAuth": true, "requireReplica": true,
                 "p95LatencyMs": "< 10", "fragmentationRatio": "< 1.5", "evictedKeys": "== 0", "limiterErrors": "== 0",
                 "requireSentinelQuorum": true, "maxmemoryPolicy": "noeviction", "plaintextPort": 6379},
-                "replayProtection": {"probe": {"secretRef": "p", "path": "/api/v1/applications/x", "port": 8080}}}
+                "replayProtection": {"probe": {"secretRef": "p", "path": "/api/v1/applications/x", "port": 8080}},
+                "rateLimit": {"probe": {"path": "/api/v1/scholarships", "portName": "http"}}}
         }))
         .unwrap();
         let wanted = Wanted::for_spec(&spec);
         let mut read: Vec<&str> = wanted.redis.unwrap().rows.iter().map(|r| r.gate()).collect();
         read.extend(wanted.gates.iter().map(|(name, _)| name.as_str()));
         read.extend(wanted.replay.map(|_| canary_core::plan::REPLAY_GATE));
+        read.extend(wanted.rate_limit.map(|_| canary_core::plan::RATE_LIMIT_GATE));
         read.sort_unstable();
         let plan = canary_core::Plan::compile(&spec).unwrap();
         let mut judged: Vec<&str> = plan.gates.iter().map(|g| g.name.as_str()).collect();

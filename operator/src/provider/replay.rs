@@ -9,11 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use canary_core::{Reading, ScrapeSource};
+use canary_core::Reading;
 use kube::Client;
 use serde::Deserialize;
 
-use super::scrape::{self, Target};
+use super::pods::{Pod, ProbeRun, ProbeTargets, pick_two};
+use super::scrape;
 use super::secret::SecretKeys;
 
 /// Bound of the token request, of each probe request and of each metrics read.
@@ -41,10 +42,7 @@ pub mod keys {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayCheck {
     pub secret: String,
-    pub canary_service: String,
-    pub stable_service: String,
-    /// Port and path of the probed request on each pod.
-    pub target: ScrapeSource,
+    pub pods: ProbeTargets,
     pub tester_header: String,
 }
 
@@ -122,38 +120,6 @@ async fn json_field(response: reqwest::Response, field: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One of the two probed pods.
-#[derive(Debug, Clone)]
-struct Pod {
-    track: &'static str,
-    /// `host:port`.
-    address: String,
-    target: Target,
-}
-
-impl Pod {
-    fn new(track: &'static str, target: Target) -> Pod {
-        let address = target
-            .url
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        Pod { track, address, target }
-    }
-
-    fn metrics_url(&self) -> String {
-        format!("http://{}/metrics", self.address)
-    }
-}
-
-impl std::fmt::Display for Pod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} pod {}", self.track, self.address)
-    }
-}
-
 /// How a pod answered the probe's token.
 #[derive(Debug, Clone, PartialEq)]
 enum Answer {
@@ -168,35 +134,14 @@ enum Answer {
     Inconclusive(String),
 }
 
-/// The pods to probe: two canary pods, or the canary's only pod and a stable one.
-async fn pick_pods(client: &Client, namespace: &str, check: &ReplayCheck) -> Result<(Pod, Pod), String> {
-    let canary = scrape::discover(client, namespace, &check.canary_service, &check.target)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut canary = canary.into_iter().map(|t| Pod::new("canary", t));
-    let first = canary.next().ok_or("no ready canary endpoint")?;
-    if let Some(second) = canary.next() {
-        return Ok((first, second));
-    }
-    let stable = scrape::discover(client, namespace, &check.stable_service, &check.target)
-        .await
-        .map_err(|e| format!("the canary has one ready pod, so the probe pairs it with a stable pod, but: {e}"))?;
-    stable
-        .into_iter()
-        .map(|t| Pod::new("stable", t))
-        .find(|p| p.address != first.address)
-        .map(|second| (first, second))
-        .ok_or_else(|| "need two different ready pods; the canary and stable Services share their only one".into())
-}
-
 async fn ask(http: &reqwest::Client, pod: &Pod, token: &str, tester: Option<(&str, &str)>) -> Answer {
-    let mut request = http.get(&pod.target.url).bearer_auth(token).timeout(TIMEOUT);
+    let mut request = http.get(&pod.url).bearer_auth(token).timeout(TIMEOUT);
     if let Some((header, value)) = tester {
         request = request.header(header, value);
     }
     let response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return Answer::Inconclusive(scrape::transport_message(&e, &pod.target.url)),
+        Err(e) => return Answer::Inconclusive(scrape::transport_message(&e, &pod.url)),
     };
     let status = response.status().as_u16();
     match status {
@@ -227,15 +172,6 @@ async fn replays(http: &reqwest::Client, pod: &Pod) -> Result<f64, String> {
         .sum())
 }
 
-/// What one probe run measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeRun {
-    pub reading: Reading,
-    /// Requests sent: the token request, the two probes and the metrics reads.
-    pub requests: u32,
-    pub took: Duration,
-}
-
 /// Runs the probe once.
 pub async fn probe(client: &Client, http: &reqwest::Client, namespace: &str, check: &ReplayCheck) -> ProbeRun {
     let started = Instant::now();
@@ -259,7 +195,7 @@ async fn run(
     requests: &mut u32,
 ) -> Result<Reading, String> {
     let credentials = Credentials::from_secret(client, namespace, &check.secret).await?;
-    let (a, b) = pick_pods(client, namespace, check).await?;
+    let (a, b) = pick_two(client, namespace, &check.pods).await?;
     *requests += 1;
     let token = credentials.token(http).await?;
     *requests += 2;

@@ -33,6 +33,7 @@ use crate::crd::CanaryPromotion;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::notify::{Delivery, Notifier};
+use crate::provider::rate_limit::StepResults;
 use crate::provider::redis::EvictionHistory;
 use crate::provider::scrape::ScrapeState;
 use crate::router::{RouterError, TrafficRouter, gateway_http_route_resource};
@@ -200,6 +201,8 @@ pub struct Context {
     pub scrapes: ScrapeState,
     /// Earlier `evicted_keys` counts of the Redis probe (for the increase over the window).
     pub evictions: EvictionHistory,
+    /// The rate-limit probe's verdict for each promotion's current step.
+    pub rate_limits: StepResults,
     /// Webhook messages for `spec.notify`, sent in the background.
     pub notifier: Notifier,
     /// Consecutive failures per object, for the error backoff.
@@ -243,6 +246,7 @@ impl Context {
             leadership,
             scrapes: ScrapeState::default(),
             evictions: EvictionHistory::default(),
+            rate_limits: StepResults::default(),
             failures: Mutex::new(HashMap::new()),
             schedule: schedule::Schedule::default(),
             references: Arc::default(),
@@ -497,6 +501,7 @@ async fn cleanup(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Ac
         ctx.metrics.set_progress(ns, &cp.name_any(), None);
         ctx.scrapes.forget(&observe::history_key(cp.as_ref()));
         ctx.evictions.forget(&observe::history_key(cp.as_ref()));
+        ctx.rate_limits.forget(&observe::history_key(cp.as_ref()));
         Ok(Action::await_change())
     }
     .instrument(span)

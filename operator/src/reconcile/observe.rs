@@ -13,7 +13,7 @@ use super::{Context, Error};
 use crate::crd::CanaryPromotion;
 use crate::provider::prometheus::PrometheusProvider;
 use crate::provider::scrape::ScrapeProvider;
-use crate::provider::{MetricProvider, Readings, Wanted, redis, replay, window_for};
+use crate::provider::{MetricProvider, Readings, Wanted, rate_limit, redis, replay, window_for};
 
 /// Upper bound of one pod scrape (`--prometheus-timeout` if shorter).
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,14 +80,37 @@ pub fn history_key(cp: &CanaryPromotion) -> String {
 
 /// Gate and rollback readings from the spec's metric source and the Redis probe.
 async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: Wanted, window: Duration) -> Readings {
-    let (mut readings, redis, replay) = futures::join!(
+    let (mut readings, redis, replay, rate_limit) = futures::join!(
         read_providers(cp, ctx, ns, &wanted, window),
         probe_redis(cp, ctx, ns, &wanted, window),
-        probe_replay(ctx, ns, &wanted)
+        probe_replay(ctx, ns, &wanted),
+        probe_rate_limit(cp, ctx, ns, &wanted)
     );
     readings.gates.extend(redis);
     readings.gates.extend(replay);
+    readings.gates.extend(rate_limit);
     readings
+}
+
+/// The rate-limit gate's reading: one burst per step, its conclusive verdict kept for the rest
+/// of the step (an inconclusive one is retried next interval).
+async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted) -> Option<(String, Reading)> {
+    let check = wanted.rate_limit.as_ref()?;
+    let gate = canary_core::plan::RATE_LIMIT_GATE.to_owned();
+    let status = cp.status.as_ref()?;
+    // Until the step has started there is no step to probe once for.
+    let step = format!("{}@{}", status.current_step, status.step_started_at?.to_rfc3339());
+    let key = history_key(cp);
+    if let Some(reading) = ctx.rate_limits.get(&key, &step) {
+        return Some((gate, reading));
+    }
+    let run = rate_limit::probe(&ctx.client, &ctx.http, ns, check).await;
+    ctx.metrics.record_probe("rateLimit", run.took, run.requests);
+    tracing::debug!(took = ?run.took, requests = run.requests, reading = ?run.reading, "rate-limit probe");
+    if matches!(run.reading, Reading::Probed { .. }) {
+        ctx.rate_limits.put(&key, &step, run.reading.clone());
+    }
+    Some((gate, run.reading))
 }
 
 /// The replay-protection gate's reading, from the operator's own probe of two pods.

@@ -1,14 +1,17 @@
-//! The replay-protection gate against real `scholarship-api` processes. Each "pod" is the
-//! real binary, handed a listening socket bound in a network namespace of its own (socket
-//! activation), so its EndpointSlice lists a pod-like address the real kube-apiserver accepts,
-//! while the process still reaches PostgreSQL, Redis and the IdP stand-in on loopback. The
-//! probe's token comes from the IdP's client credentials endpoint.
+//! The replay-protection and rate-limit gates against real `scholarship-api` processes. Each
+//! "pod" is the real binary, handed a listening socket bound in a test host's network
+//! namespace (socket activation), so its EndpointSlice lists a pod-like address the real
+//! kube-apiserver accepts, while the process still reaches PostgreSQL, Redis and the IdP
+//! stand-in on loopback. The pods of one test share one host (one address, a port each), so
+//! the operator reaches them all from one source address, as it would in a cluster. The
+//! replay probe's token comes from the IdP's client credentials endpoint.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -45,17 +48,21 @@ fn api_binary() -> PathBuf {
     bin
 }
 
-/// One API process serving on its own test host's address.
+/// The catalogue's budget in these tests: small, so a burst exhausts it quickly, per 5 s, so
+/// the next step's burst finds a fresh window soon.
+const CATALOGUE_LIMIT: u32 = 12;
+
+/// One API process serving on a port of a test host's address.
 struct ApiPod {
     ip: std::net::Ipv4Addr,
     port: u16,
     _child: ManagedChild,
-    _host: TestHost,
+    _host: Arc<TestHost>,
 }
 
 impl ApiPod {
-    async fn start(database_url: &str, redis: &RedisServer, idp: &Idp, extra: &[&str]) -> ApiPod {
-        let host = TestHost::create().unwrap();
+    async fn start(host: &Arc<TestHost>, database_url: &str, redis: &RedisServer, idp: &Idp, extra: &[&str]) -> ApiPod {
+        let host = host.clone();
         let listener = host.listen(0).unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut command = Command::new(api_binary());
@@ -64,6 +71,10 @@ impl ApiPod {
             .arg(redis.url())
             .args(idp.flags())
             .args(["--tester-token", TESTER_TOKEN, "--db-max-connections", "4"])
+            .arg("--rate-limits")
+            .arg(format!(
+                "catalogue={CATALOGUE_LIMIT}/5s,applications=10/1m,default=60/1m"
+            ))
             .args(["--shutdown-drain-ms", "0", "--shutdown-grace-seconds", "1"])
             .args(extra)
             .env("LOG_FILTER", "warn");
@@ -127,8 +138,8 @@ async fn scene(cluster: &Cluster, idp: &Idp, canary: &[&ApiPod], stable: &[&ApiP
     }
 }
 
-/// Two steps gated by the replay probe only (metrics scraped from the same real pods).
-fn replay_spec() -> Value {
+/// Two steps gated by the pod probes only (metrics scraped from the same real pods).
+fn probes_spec() -> Value {
     json!({
         "stable": {"deployment": "api"},
         "canary": {"deployment": "api-canary", "image": NEW_IMAGE},
@@ -136,13 +147,19 @@ fn replay_spec() -> Value {
         "steps": [{"weight": 50, "bake": "3s"}, {"weight": 100, "bake": "1s"}],
         "interval": "1s",
         "metrics": {"scrape": {"portName": "http"}},
-        "gates": {"replayProtection": {"probe": {"secretRef": "probe-client", "path": PROBE_PATH, "portName": "http"}}}
+        "gates": {
+            "replayProtection": {"probe": {"secretRef": "probe-client", "path": PROBE_PATH, "portName": "http"}},
+            "rateLimit": {"probe": {"secretRef": "probe-client", "path": "/api/v1/scholarships?page_size=1",
+                                    "portName": "http", "maxRequests": 40}}
+        }
     })
 }
 
 struct Services {
     database_url: String,
     idp: Idp,
+    /// Where this test's pods listen.
+    host: Arc<TestHost>,
 }
 
 async fn services() -> Services {
@@ -151,41 +168,41 @@ async fn services() -> Services {
     Services {
         database_url: Postgres::shared().fresh_database(),
         idp,
+        host: Arc::new(TestHost::create().unwrap()),
     }
 }
 
-/// The replay gate's status row, once it has one in `state`.
-async fn replay_row(cluster: &Cluster, state: &str) -> Value {
-    eventually(
-        Duration::from_secs(30),
-        &format!("the replay gate reads {state}"),
-        || async {
-            let status = cluster.status("replay").await;
-            status["gates"]
-                .as_array()?
-                .iter()
-                .find(|g| g["name"] == "replayProtection.crossPod" && g["state"] == state)
-                .cloned()
-        },
-    )
+const REPLAY: &str = "replayProtection.crossPod";
+const RATE_LIMIT: &str = "rateLimit.crossPod";
+
+/// A gate's status row, once it reads `state`.
+async fn gate_row(cluster: &Cluster, gate: &str, state: &str) -> Value {
+    eventually(Duration::from_secs(30), &format!("{gate} reads {state}"), || async {
+        let status = cluster.status("probes").await;
+        status["gates"]
+            .as_array()?
+            .iter()
+            .find(|g| g["name"] == gate && g["state"] == state)
+            .cloned()
+    })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn replay_protection_shared_by_two_canary_pods_passes_and_the_canary_is_promoted() {
+async fn replay_protection_and_the_rate_limit_shared_by_two_canary_pods_pass_and_the_canary_is_promoted() {
     let s = services().await;
     let redis = RedisServer::start(RedisOptions::default()).unwrap();
     let (a, b) = futures::join!(
-        ApiPod::start(&s.database_url, &redis, &s.idp, &[]),
-        ApiPod::start(&s.database_url, &redis, &s.idp, &[])
+        ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &[]),
+        ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &[])
     );
-    let stable = ApiPod::start(&s.database_url, &redis, &s.idp, &[]).await;
+    let stable = ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &[]).await;
     let cluster = Cluster::start().await;
     scene(&cluster, &s.idp, &[&a, &b], &[&stable]).await;
     let operator = InProcess::start(&cluster).await;
-    cluster.create_cp("replay", replay_spec()).await;
+    cluster.create_cp("probes", probes_spec()).await;
 
-    let row = replay_row(&cluster, "Passing").await;
+    let row = gate_row(&cluster, REPLAY, "Passing").await;
     let message = row["message"].as_str().unwrap_or_default();
     assert_eq!(row["value"], 1.0, "{row}");
     assert!(
@@ -193,7 +210,17 @@ async fn replay_protection_shared_by_two_canary_pods_passes_and_the_canary_is_pr
         "{row}"
     );
     assert!(!message.contains("stable pod"), "two canary pods, no stable one: {row}");
-    let status = cluster.wait_phase("replay", "Promoted", Duration::from_secs(60)).await;
+    // The first step's burst spends the catalogue's fresh window across both pods.
+    let row = gate_row(&cluster, RATE_LIMIT, "Passing").await;
+    let message = row["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "{CATALOGUE_LIMIT} of {} requests allowed",
+            CATALOGUE_LIMIT + 4
+        )),
+        "{row}"
+    );
+    let status = cluster.wait_phase("probes", "Promoted", Duration::from_secs(60)).await;
     assert_eq!(cluster.image("api").await, NEW_IMAGE, "{status}");
 
     // Every probe: one token, one acceptance and one refusal, counted by the refusing pod,
@@ -210,6 +237,11 @@ async fn replay_protection_shared_by_two_canary_pods_passes_and_the_canary_is_pr
     let users = a.counter("ratelimit_decisions_total", "principal=\"user\"").await
         + b.counter("ratelimit_decisions_total", "principal=\"user\"").await;
     assert!(tester >= tokens - 1.0 && users == 0.0, "tester {tester}, user {users}");
+    // One conclusive burst per step (two steps), each stopping after four refusals; a burst
+    // into a window the last one spent stops at its first refusal.
+    let limited = a.counter("ratelimit_decisions_total", "decision=\"limited\"").await
+        + b.counter("ratelimit_decisions_total", "decision=\"limited\"").await;
+    assert!((8.0..=16.0).contains(&limited), "{limited} refusals");
     operator.shutdown().await;
 }
 
@@ -219,15 +251,15 @@ async fn a_canary_with_replay_protection_off_fails_the_gate_and_never_advances()
     let redis = RedisServer::start(RedisOptions::default()).unwrap();
     let off = ["--single-use-endpoints", "none"];
     let (a, b) = futures::join!(
-        ApiPod::start(&s.database_url, &redis, &s.idp, &off),
-        ApiPod::start(&s.database_url, &redis, &s.idp, &off)
+        ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &off),
+        ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &off)
     );
     let cluster = Cluster::start().await;
     scene(&cluster, &s.idp, &[&a, &b], &[]).await;
     let operator = InProcess::start(&cluster).await;
-    cluster.create_cp("replay", replay_spec()).await;
+    cluster.create_cp("probes", probes_spec()).await;
 
-    let row = replay_row(&cluster, "Failing").await;
+    let row = gate_row(&cluster, REPLAY, "Failing").await;
     assert_eq!(row["value"], 0.0, "{row}");
     assert!(
         row["message"]
@@ -238,7 +270,7 @@ async fn a_canary_with_replay_protection_off_fails_the_gate_and_never_advances()
     );
     // Longer than the first bake: still at the first step.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let status = cluster.status("replay").await;
+    let status = cluster.status("probes").await;
     assert_eq!(status["phase"], "Progressing", "{status}");
     assert_eq!(
         (&status["currentStep"], &status["weight"]),
@@ -250,7 +282,7 @@ async fn a_canary_with_replay_protection_off_fails_the_gate_and_never_advances()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_canary_on_its_own_redis_fails_the_gate_against_a_stable_pod() {
+async fn a_canary_on_its_own_redis_fails_both_gates_against_a_stable_pod() {
     let s = services().await;
     let (shared, separate) = (
         RedisServer::start(RedisOptions::default()).unwrap(),
@@ -258,24 +290,32 @@ async fn a_canary_on_its_own_redis_fails_the_gate_against_a_stable_pod() {
     );
     // One canary pod: the probe pairs it with a stable pod, and they do not share Redis.
     let (canary, stable) = futures::join!(
-        ApiPod::start(&s.database_url, &separate, &s.idp, &[]),
-        ApiPod::start(&s.database_url, &shared, &s.idp, &[])
+        ApiPod::start(&s.host, &s.database_url, &separate, &s.idp, &[]),
+        ApiPod::start(&s.host, &s.database_url, &shared, &s.idp, &[])
     );
     let cluster = Cluster::start().await;
     scene(&cluster, &s.idp, &[&canary], &[&stable]).await;
     let operator = InProcess::start(&cluster).await;
-    cluster.create_cp("replay", replay_spec()).await;
+    cluster.create_cp("probes", probes_spec()).await;
 
-    let row = replay_row(&cluster, "Failing").await;
+    let row = gate_row(&cluster, REPLAY, "Failing").await;
     let message = row["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with("both pods accepted the same token") && message.contains("stable pod"),
         "{row}"
     );
+    // Each pod counts its own budget: twice the policy gets through.
+    let row = gate_row(&cluster, RATE_LIMIT, "Failing").await;
+    let message = row["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("{} requests allowed", 2 * CATALOGUE_LIMIT))
+            && message.contains("do not share one budget"),
+        "{row}"
+    );
     // An unreadable probe Secret is an Error row that names it, never a silent hold.
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client.clone(), &cluster.ns);
     secrets.delete("probe-client", &Default::default()).await.unwrap();
-    let row = replay_row(&cluster, "Error").await;
+    let row = gate_row(&cluster, REPLAY, "Error").await;
     assert!(
         row["message"]
             .as_str()
