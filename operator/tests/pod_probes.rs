@@ -323,5 +323,27 @@ async fn a_canary_on_its_own_redis_fails_both_gates_against_a_stable_pod() {
             .contains("/probe-client not found"),
         "{row}"
     );
+    // ...and a condition naming the field, with one Warning event however many intervals pass.
+    let status = cluster.status("probes").await;
+    let resolved = condition(&status, "ReferencesResolved");
+    assert_eq!(
+        (&resolved["status"], &resolved["reason"]),
+        (&json!("False"), &json!("ProbeSecretUnresolved")),
+        "{status}"
+    );
+    assert!(
+        resolved["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("spec.gates.replayProtection.probe.secretRef: secret "),
+        "{resolved}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let warnings = cluster.event_reasons("probes").await;
+    assert_eq!(
+        warnings.iter().filter(|r| *r == "ProbeSecretUnresolved").count(),
+        1,
+        "{warnings:?}"
+    );
     operator.shutdown().await;
 }

@@ -82,11 +82,27 @@ impl StepResults {
     }
 }
 
-/// Runs one burst.
-pub async fn probe(client: &Client, http: &reqwest::Client, namespace: &str, check: &RateLimitCheck) -> ProbeRun {
+/// The Secret's `testerToken`, if the check names a Secret.
+pub async fn tester_token(client: &Client, namespace: &str, check: &RateLimitCheck) -> Result<Option<String>, String> {
+    match &check.secret {
+        Some(name) => SecretKeys::read(client, namespace, name)
+            .await?
+            .text(super::replay::keys::TESTER_TOKEN),
+        None => Ok(None),
+    }
+}
+
+/// Runs one burst, with the tester token from [`tester_token`].
+pub async fn probe(
+    client: &Client,
+    http: &reqwest::Client,
+    namespace: &str,
+    check: &RateLimitCheck,
+    tester: Option<&str>,
+) -> ProbeRun {
     let started = Instant::now();
     let mut requests = 0;
-    let reading = match burst(client, http, namespace, check, &mut requests).await {
+    let reading = match burst(client, http, namespace, check, tester, &mut requests).await {
         Ok((pods, answers)) => judge(&pods, &answers, check.max_requests).unwrap_or_else(Reading::Error),
         Err(reason) => Reading::Error(reason),
     };
@@ -102,21 +118,16 @@ async fn burst(
     http: &reqwest::Client,
     namespace: &str,
     check: &RateLimitCheck,
+    tester: Option<&str>,
     requests: &mut u32,
 ) -> Result<([Pod; 2], Vec<Answer>), String> {
-    let tester = match &check.secret {
-        Some(name) => SecretKeys::read(client, namespace, name)
-            .await?
-            .text(super::replay::keys::TESTER_TOKEN)?,
-        None => None,
-    };
     let (a, b) = pick_two(client, namespace, &check.pods).await?;
     let pods = [a, b];
     let mut answers = Vec::new();
     for i in 0..check.max_requests as usize {
         let pod = &pods[i % 2];
         let mut request = http.get(&pod.url).timeout(TIMEOUT);
-        if let Some(token) = &tester {
+        if let Some(token) = tester {
             request = request.header(check.tester_header.as_str(), token);
         }
         *requests += 1;

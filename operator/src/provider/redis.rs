@@ -97,6 +97,13 @@ pub struct RedisChecks {
     pub plaintext_port: Option<u16>,
 }
 
+impl RedisChecks {
+    /// The Sentinel row needs the Secret to list the Sentinels.
+    pub fn needs_sentinels(&self) -> bool {
+        self.rows.contains(&Row::SentinelQuorum)
+    }
+}
+
 /// Why a connection (handshake, AUTH, first `PING`) failed.
 #[derive(Debug)]
 enum ConnectError {
@@ -139,13 +146,22 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// Reads the Secret `name` in `namespace`; the error says what is missing, never a value.
-    pub async fn from_secret(client: &Client, namespace: &str, name: &str) -> Result<Target, String> {
+    /// Reads the Secret `name` in `namespace` (which must list the Sentinels when
+    /// `sentinels_required`); the error says what is missing, never a value.
+    pub async fn from_secret(
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        sentinels_required: bool,
+    ) -> Result<Target, String> {
         let secret = SecretKeys::read(client, namespace, name).await?;
         let url = secret.required(keys::URL)?;
         let (username, password) = (secret.text(keys::USERNAME)?, secret.text(keys::PASSWORD)?);
         let mut target =
             Target::new(&url, username, password, secret.bytes(keys::CA)).map_err(|e| secret.problem(&e))?;
+        if sentinels_required {
+            secret.required(keys::SENTINELS)?;
+        }
         if let Some(list) = secret.text(keys::SENTINELS)?.filter(|l| !l.is_empty()) {
             target.sentinels = Some(Sentinels {
                 addresses: list

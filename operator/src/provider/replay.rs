@@ -47,7 +47,7 @@ pub struct ReplayCheck {
 }
 
 /// The probe identity, from the Secret.
-struct Credentials {
+pub struct Credentials {
     token_url: String,
     client_id: String,
     client_secret: String,
@@ -57,7 +57,8 @@ struct Credentials {
 }
 
 impl Credentials {
-    async fn from_secret(client: &Client, namespace: &str, name: &str) -> Result<Credentials, String> {
+    /// Reads the Secret `name`; the error names the Secret and the key, never a value.
+    pub async fn from_secret(client: &Client, namespace: &str, name: &str) -> Result<Credentials, String> {
         let secret = SecretKeys::read(client, namespace, name).await?;
         let token_url = secret.required(keys::TOKEN_URL)?;
         if !(token_url.starts_with("https://") || token_url.starts_with("http://")) {
@@ -173,10 +174,16 @@ async fn replays(http: &reqwest::Client, pod: &Pod) -> Result<f64, String> {
 }
 
 /// Runs the probe once.
-pub async fn probe(client: &Client, http: &reqwest::Client, namespace: &str, check: &ReplayCheck) -> ProbeRun {
+pub async fn probe(
+    client: &Client,
+    http: &reqwest::Client,
+    namespace: &str,
+    check: &ReplayCheck,
+    credentials: &Credentials,
+) -> ProbeRun {
     let started = Instant::now();
     let mut requests = 0;
-    let reading = match run(client, http, namespace, check, &mut requests).await {
+    let reading = match run(client, http, namespace, check, credentials, &mut requests).await {
         Ok(reading) => reading,
         Err(reason) => Reading::Error(reason),
     };
@@ -192,9 +199,9 @@ async fn run(
     http: &reqwest::Client,
     namespace: &str,
     check: &ReplayCheck,
+    credentials: &Credentials,
     requests: &mut u32,
 ) -> Result<Reading, String> {
-    let credentials = Credentials::from_secret(client, namespace, &check.secret).await?;
     let (a, b) = pick_two(client, namespace, &check.pods).await?;
     *requests += 1;
     let token = credentials.token(http).await?;

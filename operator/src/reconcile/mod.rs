@@ -429,9 +429,16 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
             ctx.metrics.gate(gate.state);
         }
     }
-    status::write(&cp, ctx, &previous, outcome.decision.status.clone(), now)
-        .await
-        .map_err(|e| e.at(Step::Status))?;
+    status::write(
+        &cp,
+        ctx,
+        &previous,
+        outcome.decision.status.clone(),
+        &observed.unresolved,
+        now,
+    )
+    .await
+    .map_err(|e| e.at(Step::Status))?;
     act::publish(&cp, ctx, &outcome.decision.events, outcome.decision.status.current_step).await;
     ctx.notifier
         .notify(&cp, &outcome.decision.status, &outcome.decision.events, now);

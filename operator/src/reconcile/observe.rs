@@ -1,6 +1,5 @@
 //! observe: read the world into one plain `Observation` (the only input `decide` has about it).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use canary_core::duration::parse_duration;
@@ -21,6 +20,8 @@ use crate::router::{Router, TrafficRouter};
 
 pub struct Observed {
     pub obs: Observation,
+    /// Probe Secrets the spec names but the operator cannot use (`spec.<field>: <reason>`).
+    pub unresolved: Vec<String>,
     /// `None` only for a spec without a router, which `decide` reports as invalid.
     pub router: Option<Router>,
     pub stable: Deployment,
@@ -78,68 +79,124 @@ pub fn history_key(cp: &CanaryPromotion) -> String {
         .unwrap_or_else(|| format!("{}/{}", cp.namespace().unwrap_or_default(), cp.name_any()))
 }
 
-/// Gate and rollback readings from the spec's metric source and the Redis probe.
-async fn read_metrics(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: Wanted, window: Duration) -> Readings {
+/// Gate and rollback readings from the spec's metric source and the operator's own probes,
+/// and what the probes need but cannot use (`spec.<field>: <reason>`).
+async fn read_metrics(
+    cp: &CanaryPromotion,
+    ctx: &Context,
+    ns: &str,
+    wanted: Wanted,
+    window: Duration,
+) -> (Readings, Vec<String>) {
     let (mut readings, redis, replay, rate_limit) = futures::join!(
         read_providers(cp, ctx, ns, &wanted, window),
         probe_redis(cp, ctx, ns, &wanted, window),
         probe_replay(ctx, ns, &wanted),
         probe_rate_limit(cp, ctx, ns, &wanted)
     );
-    readings.gates.extend(redis);
-    readings.gates.extend(replay);
-    readings.gates.extend(rate_limit);
-    readings
+    let mut unresolved = Vec::new();
+    for probed in [redis, replay, rate_limit] {
+        match probed {
+            Probed::Read(rows) => readings.gates.extend(rows),
+            Probed::Unresolved { field, gates, reason } => {
+                readings
+                    .gates
+                    .extend(gates.into_iter().map(|g| (g, Reading::Error(reason.clone()))));
+                unresolved.push(format!("spec.{field}: {reason}"));
+            }
+            Probed::NotAsked => {}
+        }
+    }
+    (readings, unresolved)
+}
+
+/// What one of the operator's probes gave.
+enum Probed {
+    NotAsked,
+    Read(Vec<(String, Reading)>),
+    /// Its Secret is missing or lacks a key: its gates read as errors, and status says
+    /// ReferencesResolved=False naming the field.
+    Unresolved {
+        field: &'static str,
+        gates: Vec<String>,
+        reason: String,
+    },
 }
 
 /// The rate-limit gate's reading: one burst per step, its conclusive verdict kept for the rest
 /// of the step (an inconclusive one is retried next interval).
-async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted) -> Option<(String, Reading)> {
-    let check = wanted.rate_limit.as_ref()?;
+async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted) -> Probed {
+    let Some(check) = wanted.rate_limit.as_ref() else {
+        return Probed::NotAsked;
+    };
     let gate = canary_core::plan::RATE_LIMIT_GATE.to_owned();
-    let status = cp.status.as_ref()?;
     // Until the step has started there is no step to probe once for.
-    let step = format!("{}@{}", status.current_step, status.step_started_at?.to_rfc3339());
+    let Some((status, started)) = cp.status.as_ref().and_then(|s| Some((s, s.step_started_at?))) else {
+        return Probed::Read(Vec::new());
+    };
+    let step = format!("{}@{}", status.current_step, started.to_rfc3339());
     let key = history_key(cp);
     if let Some(reading) = ctx.rate_limits.get(&key, &step) {
-        return Some((gate, reading));
+        return Probed::Read(vec![(gate, reading)]);
     }
-    let run = rate_limit::probe(&ctx.client, &ctx.http, ns, check).await;
+    let tester = match rate_limit::tester_token(&ctx.client, ns, check).await {
+        Ok(tester) => tester,
+        Err(reason) => {
+            return Probed::Unresolved {
+                field: "gates.rateLimit.probe.secretRef",
+                gates: vec![gate],
+                reason,
+            };
+        }
+    };
+    let run = rate_limit::probe(&ctx.client, &ctx.http, ns, check, tester.as_deref()).await;
     ctx.metrics.record_probe("rateLimit", run.took, run.requests);
     tracing::debug!(took = ?run.took, requests = run.requests, reading = ?run.reading, "rate-limit probe");
     if matches!(run.reading, Reading::Probed { .. }) {
         ctx.rate_limits.put(&key, &step, run.reading.clone());
     }
-    Some((gate, run.reading))
+    Probed::Read(vec![(gate, run.reading)])
 }
 
 /// The replay-protection gate's reading, from the operator's own probe of two pods.
-async fn probe_replay(ctx: &Context, ns: &str, wanted: &Wanted) -> Option<(String, Reading)> {
-    let check = wanted.replay.as_ref()?;
-    let run = replay::probe(&ctx.client, &ctx.http, ns, check).await;
+async fn probe_replay(ctx: &Context, ns: &str, wanted: &Wanted) -> Probed {
+    let Some(check) = wanted.replay.as_ref() else {
+        return Probed::NotAsked;
+    };
+    let gate = canary_core::plan::REPLAY_GATE.to_owned();
+    let credentials = match replay::Credentials::from_secret(&ctx.client, ns, &check.secret).await {
+        Ok(c) => c,
+        Err(reason) => {
+            return Probed::Unresolved {
+                field: "gates.replayProtection.probe.secretRef",
+                gates: vec![gate],
+                reason,
+            };
+        }
+    };
+    let run = replay::probe(&ctx.client, &ctx.http, ns, check, &credentials).await;
     ctx.metrics.record_probe("replay", run.took, run.requests);
     tracing::debug!(took = ?run.took, requests = run.requests, reading = ?run.reading, "replay probe");
-    Some((canary_core::plan::REPLAY_GATE.to_owned(), run.reading))
+    Probed::Read(vec![(gate, run.reading)])
 }
 
 /// The Redis gate's rows, probed by the operator itself (credentials from the spec's Secret).
-async fn probe_redis(
-    cp: &CanaryPromotion,
-    ctx: &Context,
-    ns: &str,
-    wanted: &Wanted,
-    window: Duration,
-) -> BTreeMap<String, Reading> {
+async fn probe_redis(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted, window: Duration) -> Probed {
     let Some(checks) = &wanted.redis else {
-        return BTreeMap::new();
+        return Probed::NotAsked;
     };
-    match redis::Target::from_secret(&ctx.client, ns, &checks.secret).await {
-        Ok(target) => redis::probe(&target, checks, &ctx.evictions, &history_key(cp), window).await,
-        Err(reason) => checks
-            .rows
-            .iter()
-            .map(|row| (row.gate().to_owned(), Reading::Error(reason.clone())))
-            .collect(),
+    match redis::Target::from_secret(&ctx.client, ns, &checks.secret, checks.needs_sentinels()).await {
+        Ok(target) => Probed::Read(
+            redis::probe(&target, checks, &ctx.evictions, &history_key(cp), window)
+                .await
+                .into_iter()
+                .collect(),
+        ),
+        Err(reason) => Probed::Unresolved {
+            field: "gates.redis.secretRef",
+            gates: checks.rows.iter().map(|row| row.gate().to_owned()).collect(),
+            reason,
+        },
     }
 }
 
@@ -206,12 +263,12 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
     // and finished promotions from loading Prometheus.
     let current = status.observed_generation == Some(generation);
     let window = window_for(interval(cp), ctx.min_window);
-    let readings = match status.phase {
+    let (readings, unresolved) = match status.phase {
         Phase::Progressing | Phase::Paused if current => {
             read_metrics(cp, ctx, ns, Wanted::for_spec(spec), window).await
         }
         Phase::Watching if current => read_metrics(cp, ctx, ns, Wanted::for_watch(spec), window).await,
-        _ => Readings::default(),
+        _ => (Readings::default(), Vec::new()),
     };
     let obs = Observation {
         generation,
@@ -226,5 +283,10 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
         action: cp.annotations().get(ACTION_ANNOTATION).cloned(),
         metric_window: chrono::TimeDelta::from_std(window).unwrap_or_default(),
     };
-    Ok(Observed { obs, router, stable })
+    Ok(Observed {
+        obs,
+        router,
+        stable,
+        unresolved,
+    })
 }

@@ -37,27 +37,61 @@ async fn apply(cp: &CanaryPromotion, ctx: &Context, status: &CanaryPromotionStat
     Ok(())
 }
 
+/// Writes the decided status. `unresolved` lists the probe Secrets the operator cannot use
+/// (`spec.<field>: <reason>`): the promotion goes on judging (those gates read as errors,
+/// per their `noData`), and ReferencesResolved says what to fix, with one Warning event
+/// each time that list changes.
 pub async fn write(
     cp: &CanaryPromotion,
     ctx: &Context,
     previous: &CanaryPromotionStatus,
     mut status: CanaryPromotionStatus,
+    unresolved: &[String],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let generation = cp.meta().generation.unwrap_or(0);
-    set_condition(
+    let (state, reason, message) = if unresolved.is_empty() {
+        (
+            ConditionStatus::True,
+            "Resolved",
+            "the Deployments and the router object exist".to_owned(),
+        )
+    } else {
+        (ConditionStatus::False, PROBE_SECRET_UNRESOLVED, unresolved.join("; "))
+    };
+    let changed = set_condition(
         &mut status.conditions,
         REFERENCES_RESOLVED,
-        ConditionStatus::True,
-        "Resolved",
-        "the Deployments and the router object exist",
+        state,
+        reason,
+        &message,
         generation,
         now,
     );
     if cp.status.is_some() && *previous == status {
         return Ok(());
     }
-    apply(cp, ctx, &status).await
+    apply(cp, ctx, &status).await?;
+    if changed.is_some() && !unresolved.is_empty() {
+        warn(cp, ctx, PROBE_SECRET_UNRESOLVED, &message).await;
+    }
+    Ok(())
+}
+
+/// The ReferencesResolved reason (and Warning event reason) for an unusable probe Secret.
+pub const PROBE_SECRET_UNRESOLVED: &str = "ProbeSecretUnresolved";
+
+async fn warn(cp: &CanaryPromotion, ctx: &Context, reason: &str, message: &str) {
+    let event = KubeEvent {
+        type_: KubeEventType::Warning,
+        reason: reason.to_owned(),
+        note: Some(truncate(message, 1000)),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &cp.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish event");
+    }
 }
 
 /// Records why the object cannot be acted on: a condition, the message, one Warning event
@@ -85,15 +119,6 @@ pub async fn report_invalid(
     }
     status.message = format!("cannot act: {message}");
     apply(cp, ctx, &status).await?;
-    let event = KubeEvent {
-        type_: KubeEventType::Warning,
-        reason: error.reason().to_owned(),
-        note: Some(truncate(&message, 1000)),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &cp.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not publish event");
-    }
+    warn(cp, ctx, error.reason(), &message).await;
     Ok(())
 }
