@@ -106,6 +106,17 @@ pub const POST_PROMOTION_BREACH: &str = "PostPromotionBreach";
 
 /// Decides the next step of one promotion. See the crate docs for the policy.
 pub fn decide(spec: &PromotionSpec, status: &CanaryPromotionStatus, obs: &Observation, now: DateTime<Utc>) -> Decision {
+    decide_plan(Plan::compile(spec).as_ref(), status, obs, now)
+}
+
+/// [`decide`] on a spec the caller compiled already (the shell compiles it once per round,
+/// for what it reads as much as for what is decided).
+pub fn decide_plan(
+    plan: Result<&Plan, &SpecError>,
+    status: &CanaryPromotionStatus,
+    obs: &Observation,
+    now: DateTime<Utc>,
+) -> Decision {
     let mut t = Tick {
         st: status.clone(),
         obs,
@@ -115,12 +126,12 @@ pub fn decide(spec: &PromotionSpec, status: &CanaryPromotionStatus, obs: &Observ
         rollback_reason: None,
         reported_conditions: Vec::new(),
     };
-    let plan = match Plan::compile(spec) {
+    let plan = match plan {
         Ok(plan) => plan,
-        Err(e) => return t.invalid_spec(&e),
+        Err(e) => return t.invalid_spec(e),
     };
-    t.run(spec, &plan);
-    t.finish(&plan)
+    t.run(plan);
+    t.finish(plan)
 }
 
 /// Working state of one `decide` call.
@@ -147,8 +158,8 @@ impl Tick<'_> {
         t.map_or(TimeDelta::zero(), |t| self.now.signed_duration_since(t))
     }
 
-    fn run(&mut self, spec: &PromotionSpec, plan: &Plan) {
-        let image = spec.canary.image.as_ref().or(self.obs.canary_image.as_ref());
+    fn run(&mut self, plan: &Plan) {
+        let image = plan.canary_image.as_ref().or(self.obs.canary_image.as_ref());
         let new_generation = self.st.observed_generation != Some(self.obs.generation);
         // A rolled-back canary is judged bad: only a new generation starts it again, not
         // merely a new image appearing on the canary Deployment.
@@ -185,7 +196,7 @@ impl Tick<'_> {
             return;
         }
         match self.st.phase {
-            Phase::Progressing | Phase::Paused => self.progress(spec, plan, image),
+            Phase::Progressing | Phase::Paused => self.progress(plan, image),
             Phase::Promoting => self.promote(plan, image),
             Phase::Watching => self.watch(plan, image),
             Phase::RollingBack => {
@@ -398,7 +409,7 @@ impl Tick<'_> {
         applied
     }
 
-    fn progress(&mut self, spec: &PromotionSpec, plan: &Plan, image: Option<&String>) {
+    fn progress(&mut self, plan: &Plan, image: Option<&String>) {
         // Rollback criteria come first and are judged even while paused: a standing pause
         // must not keep a breaching canary in front of users.
         let trigger = self.judge_rollback(plan);
@@ -407,7 +418,7 @@ impl Tick<'_> {
             self.rollback(format!("rollback: {reason}"), "RollbackCriterion");
             return;
         }
-        if spec.paused {
+        if plan.paused {
             if self.st.paused_at.is_none() {
                 self.st.paused_at = Some(self.now);
                 self.event(

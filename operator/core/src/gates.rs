@@ -93,6 +93,7 @@ mod tests {
     fn gate(no_data: NoDataPolicy, min_samples: u64) -> GateSpec {
         GateSpec {
             name: "sli.p95LatencyMs".into(),
+            source: crate::plan::GateSource::Builtin("p95LatencyMs"),
             threshold: Threshold::parse("<= 220").unwrap(),
             no_data,
             min_samples,

@@ -26,8 +26,8 @@ pub mod windows;
 
 pub use action::{ANNOTATION as ACTION_ANNOTATION, Action};
 pub use conditions::{Condition, ConditionStatus};
-pub use decide::{Decision, Event, EventType, Reason, decide};
+pub use decide::{Decision, Event, EventType, Reason, decide, decide_plan};
 pub use observation::{DeploymentObservation, Observation, Reading};
-pub use plan::{Plan, SpecError};
+pub use plan::{GateSource, Plan, RedisRow, SpecError};
 pub use spec::*;
 pub use status::{CanaryPromotionStatus, CriterionStatus, GateState, GateStatus, Phase};

@@ -6,6 +6,11 @@ use chrono::TimeDelta;
 
 use crate::duration::{DurationError, parse_duration};
 use crate::spec::{BUILTIN_METRICS, NoDataPolicy, PostPromotion, PromotionSpec, PromotionStrategy};
+
+/// The built-in metric of this name, as the `'static` name the metric contract uses.
+fn builtin(name: &str) -> Option<&'static str> {
+    BUILTIN_METRICS.iter().copied().find(|m| *m == name)
+}
 use crate::threshold::{Threshold, ThresholdError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,10 +25,63 @@ pub const REPLAY_GATE: &str = "replayProtection.crossPod";
 /// The rate-limit probe's gate name in status.
 pub const RATE_LIMIT_GATE: &str = "rateLimit.crossPod";
 
-/// One go/no-go gate: the name the shell reports readings under, and how to judge them.
+/// Where a gate's reading comes from. Gates are named and typed here only: the shell reads
+/// what these say and `decide` judges the same list, so the two cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateSource {
+    /// A built-in SLI of the metric contract, by metric name (one of [`BUILTIN_METRICS`]).
+    Builtin(&'static str),
+    /// `gates.custom[].query`.
+    PromQl(String),
+    /// A row of the operator's own Redis probe.
+    Redis(RedisRow),
+    /// The operator's cross-pod replay probe.
+    ReplayProbe,
+    /// The operator's cross-pod rate-limit probe.
+    RateLimitProbe,
+}
+
+/// The Redis probe's rows (`redis.limiterErrors` is the canary's own metric instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisRow {
+    Tls,
+    Auth,
+    Replica,
+    SentinelQuorum,
+    MaxmemoryPolicy,
+    PlaintextRefused,
+    P95LatencyMs,
+    FragmentationRatio,
+    EvictedKeys,
+}
+
+impl RedisRow {
+    /// The row's key under `redis.` (its gate is `redis.<key>`).
+    pub fn key(self) -> &'static str {
+        match self {
+            RedisRow::Tls => "tls",
+            RedisRow::Auth => "auth",
+            RedisRow::Replica => "replica",
+            RedisRow::SentinelQuorum => "sentinelQuorum",
+            RedisRow::MaxmemoryPolicy => "maxmemoryPolicy",
+            RedisRow::PlaintextRefused => "plaintextRefused",
+            RedisRow::P95LatencyMs => "p95LatencyMs",
+            RedisRow::FragmentationRatio => "fragmentationRatio",
+            RedisRow::EvictedKeys => "evictedKeys",
+        }
+    }
+
+    pub fn gate(self) -> String {
+        format!("redis.{}", self.key())
+    }
+}
+
+/// One go/no-go gate: the name readings are reported under, where they come from, and how
+/// to judge them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateSpec {
     pub name: String,
+    pub source: GateSource,
     pub threshold: Threshold,
     pub no_data: NoDataPolicy,
     pub min_samples: u64,
@@ -56,6 +114,8 @@ impl std::fmt::Display for Bound {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CriterionSpec {
     pub metric: String,
+    /// `rollback[].query`; without it `metric` is one of [`BUILTIN_METRICS`].
+    pub query: Option<String>,
     pub bound: Bound,
     pub window: TimeDelta,
     pub min_samples: u64,
@@ -65,6 +125,10 @@ pub struct CriterionSpec {
 pub struct Plan {
     pub steps: Vec<PlannedStep>,
     pub interval: TimeDelta,
+    /// `spec.paused`.
+    pub paused: bool,
+    /// `spec.canary.image`: the image to promote (else the canary Deployment's).
+    pub canary_image: Option<String>,
     pub progress_deadline: Option<TimeDelta>,
     pub gates: Vec<GateSpec>,
     pub criteria: Vec<CriterionSpec>,
@@ -191,6 +255,8 @@ impl Plan {
         Ok(Plan {
             steps,
             interval,
+            paused: spec.paused,
+            canary_image: spec.canary.image.clone(),
             progress_deadline,
             gates: compile_gates(spec)?,
             criteria,
@@ -242,9 +308,10 @@ fn compile_steps(spec: &PromotionSpec) -> Result<Vec<PlannedStep>, SpecError> {
 
 fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
     let mut gates = Vec::new();
-    let mut push = |name: String, field: String, expr: &str, no_data, min_samples: u32| {
+    let mut push = |name: String, source: GateSource, field: String, expr: &str, no_data, min_samples: u32| {
         gates.push(GateSpec {
             name,
+            source,
             threshold: threshold(field, expr)?,
             no_data,
             min_samples: u64::from(min_samples),
@@ -261,9 +328,10 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
             ("dbPoolUtilization", &sli.db_pool_utilization),
             ("redisP95LatencyMs", &sli.redis_p95_latency_ms),
         ] {
-            if let Some(expr) = expr {
+            if let (Some(expr), Some(metric)) = (expr, builtin(key)) {
                 push(
                     format!("sli.{key}"),
+                    GateSource::Builtin(metric),
                     format!("gates.sli.{key}"),
                     expr,
                     sli.no_data,
@@ -277,32 +345,42 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
         // Sentinel quorum, the eviction policy and a refusing plaintext port; the number of
         // connected replicas), so they share judgement, status and events with every other
         // gate.
-        for (key, field, required, condition) in [
-            ("tls", "requireTls", redis.require_tls, "== 1"),
-            ("auth", "requireAuth", redis.require_auth, "== 1"),
-            ("replica", "requireReplica", redis.require_replica, ">= 1"),
+        let rows = [
+            (RedisRow::Tls, "requireTls", redis.require_tls.then_some("== 1")),
+            (RedisRow::Auth, "requireAuth", redis.require_auth.then_some("== 1")),
             (
-                "sentinelQuorum",
+                RedisRow::Replica,
+                "requireReplica",
+                redis.require_replica.then_some(">= 1"),
+            ),
+            (
+                RedisRow::SentinelQuorum,
                 "requireSentinelQuorum",
-                redis.require_sentinel_quorum,
-                "== 1",
+                redis.require_sentinel_quorum.then_some("== 1"),
             ),
             (
+                RedisRow::MaxmemoryPolicy,
                 "maxmemoryPolicy",
-                "maxmemoryPolicy",
-                redis.maxmemory_policy.is_some(),
-                "== 1",
+                redis.maxmemory_policy.map(|_| "== 1"),
             ),
             (
-                "plaintextRefused",
+                RedisRow::PlaintextRefused,
                 "plaintextPort",
-                redis.plaintext_port.is_some(),
-                "== 1",
+                redis.plaintext_port.map(|_| "== 1"),
             ),
-        ] {
-            if required {
+            (RedisRow::P95LatencyMs, "p95LatencyMs", redis.p95_latency_ms.as_deref()),
+            (
+                RedisRow::FragmentationRatio,
+                "fragmentationRatio",
+                redis.fragmentation_ratio.as_deref(),
+            ),
+            (RedisRow::EvictedKeys, "evictedKeys", redis.evicted_keys.as_deref()),
+        ];
+        for (row, field, condition) in rows {
+            if let Some(condition) = condition {
                 push(
-                    format!("redis.{key}"),
+                    row.gate(),
+                    GateSource::Redis(row),
                     format!("gates.redis.{field}"),
                     condition,
                     redis.no_data,
@@ -310,21 +388,16 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
                 )?;
             }
         }
-        for (key, expr) in [
-            ("p95LatencyMs", &redis.p95_latency_ms),
-            ("fragmentationRatio", &redis.fragmentation_ratio),
-            ("evictedKeys", &redis.evicted_keys),
-            ("limiterErrors", &redis.limiter_errors),
-        ] {
-            if let Some(expr) = expr {
-                push(
-                    format!("redis.{key}"),
-                    format!("gates.redis.{key}"),
-                    expr,
-                    redis.no_data,
-                    redis.min_samples,
-                )?;
-            }
+        // The canary's own view of Redis: its limiter's errors, from the metric source.
+        if let (Some(expr), Some(metric)) = (&redis.limiter_errors, builtin("limiterRedisErrors")) {
+            push(
+                "redis.limiterErrors".to_owned(),
+                GateSource::Builtin(metric),
+                "gates.redis.limiterErrors".to_owned(),
+                expr,
+                redis.no_data,
+                redis.min_samples,
+            )?;
         }
     }
     if let Some(replay) = &spec.gates.replay_protection {
@@ -339,6 +412,7 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
         // with token_replayed, its counter rose) and 0 otherwise.
         push(
             REPLAY_GATE.to_owned(),
+            GateSource::ReplayProbe,
             "gates.replayProtection".to_owned(),
             "== 1",
             replay.no_data,
@@ -358,6 +432,7 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
         }
         push(
             RATE_LIMIT_GATE.to_owned(),
+            GateSource::RateLimitProbe,
             "gates.rateLimit".to_owned(),
             "== 1",
             limit.no_data,
@@ -367,6 +442,7 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
     for (i, custom) in spec.gates.custom.iter().enumerate() {
         push(
             format!("custom.{}", custom.name),
+            GateSource::PromQl(custom.query.clone()),
             format!("gates.custom[{i}].condition"),
             &custom.condition,
             custom.no_data,
@@ -427,6 +503,7 @@ fn compile_criteria(spec: &PromotionSpec) -> Result<Vec<CriterionSpec>, SpecErro
         }
         criteria.push(CriterionSpec {
             metric: c.metric.clone(),
+            query: c.query.clone(),
             bound,
             window: duration(format!("rollback[{i}].for"), &c.for_)?,
             min_samples: u64::from(c.min_samples),

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use canary_core::{PromotionSpec, Reading};
+use canary_core::{GateSource, Plan, PromotionSpec, Reading};
 
 /// The SLIs with built-in definitions (gate keys and rollback metric names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -113,82 +113,54 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// Gates the metric providers answer, the Redis probe's rows and the replay probe.
-    pub fn for_spec(spec: &PromotionSpec) -> Wanted {
+    /// Every reading the plan's gates and criteria need, from the source each names; the
+    /// spec supplies only how to reach the probes (Secrets, ports, paths).
+    pub fn for_plan(plan: &Plan, spec: &PromotionSpec) -> Wanted {
         let mut w = Wanted {
             labels: extra_labels(spec),
+            criteria: criteria(plan),
             ..Wanted::default()
         };
-        if let Some(sli) = &spec.gates.sli {
-            let configured = [
-                (Sli::Availability, &sli.availability),
-                (Sli::P95LatencyMs, &sli.p95_latency_ms),
-                (Sli::ErrorRate5xx, &sli.error_rate5xx),
-                (Sli::RateLimited429, &sli.rate_limited429),
-                (Sli::OpenaiFallbackRate, &sli.openai_fallback_rate),
-                (Sli::DbPoolUtilization, &sli.db_pool_utilization),
-                (Sli::RedisP95LatencyMs, &sli.redis_p95_latency_ms),
-            ];
-            for (s, threshold) in configured {
-                if threshold.is_some() {
-                    w.gates.push((format!("sli.{}", s.name()), Query::Builtin(s)));
+        let mut redis_rows = Vec::new();
+        for gate in &plan.gates {
+            let name = gate.name.clone();
+            match &gate.source {
+                GateSource::Builtin(metric) => w.gates.push((name, builtin(metric))),
+                GateSource::PromQl(query) => w.gates.push((name, Query::PromQl(query.clone()))),
+                GateSource::Redis(row) => redis_rows.push(*row),
+                GateSource::ReplayProbe => {
+                    w.replay = spec.gates.replay_protection.as_ref().map(|r| replay::ReplayCheck {
+                        secret: r.probe.secret_ref.clone(),
+                        pods: probe_targets(spec, r.probe.port, &r.probe.port_name, &r.probe.path),
+                        tester_header: r.probe.tester_header.clone(),
+                    });
+                }
+                GateSource::RateLimitProbe => {
+                    w.rate_limit = spec.gates.rate_limit.as_ref().map(|r| rate_limit::RateLimitCheck {
+                        pods: probe_targets(spec, r.probe.port, &r.probe.port_name, &r.probe.path),
+                        secret: r.probe.secret_ref.clone(),
+                        tester_header: r.probe.tester_header.clone(),
+                        max_requests: r.probe.max_requests,
+                    });
                 }
             }
         }
-        if let Some(r) = &spec.gates.redis {
-            let rows = [
-                (redis::Row::Tls, r.require_tls),
-                (redis::Row::Auth, r.require_auth),
-                (redis::Row::Replica, r.require_replica),
-                (redis::Row::P95LatencyMs, r.p95_latency_ms.is_some()),
-                (redis::Row::FragmentationRatio, r.fragmentation_ratio.is_some()),
-                (redis::Row::EvictedKeys, r.evicted_keys.is_some()),
-                (redis::Row::MaxmemoryPolicy, r.maxmemory_policy.is_some()),
-                (redis::Row::PlaintextRefused, r.plaintext_port.is_some()),
-                (redis::Row::SentinelQuorum, r.require_sentinel_quorum),
-            ];
+        if let (false, Some(r)) = (redis_rows.is_empty(), &spec.gates.redis) {
             w.redis = Some(redis::RedisChecks {
                 secret: r.secret_ref.clone(),
-                rows: rows.into_iter().filter(|(_, on)| *on).map(|(row, _)| row).collect(),
+                rows: redis_rows,
                 maxmemory_policy: r.maxmemory_policy,
                 plaintext_port: r.plaintext_port,
             });
-            // The canary's own view of Redis: its limiter's errors, from the metric provider.
-            if r.limiter_errors.is_some() {
-                w.gates.push((
-                    "redis.limiterErrors".to_owned(),
-                    Query::Builtin(Sli::LimiterRedisErrors),
-                ));
-            }
         }
-        if let Some(r) = &spec.gates.replay_protection {
-            w.replay = Some(replay::ReplayCheck {
-                secret: r.probe.secret_ref.clone(),
-                pods: probe_targets(spec, r.probe.port, &r.probe.port_name, &r.probe.path),
-                tester_header: r.probe.tester_header.clone(),
-            });
-        }
-        if let Some(r) = &spec.gates.rate_limit {
-            w.rate_limit = Some(rate_limit::RateLimitCheck {
-                pods: probe_targets(spec, r.probe.port, &r.probe.port_name, &r.probe.path),
-                secret: r.probe.secret_ref.clone(),
-                tester_header: r.probe.tester_header.clone(),
-                max_requests: r.probe.max_requests,
-            });
-        }
-        for c in &spec.gates.custom {
-            w.gates
-                .push((format!("custom.{}", c.name), Query::PromQl(c.query.clone())));
-        }
-        w.criteria = criteria(spec);
         w
     }
 
-    /// The post-promotion watch: the rollback criteria only, on the stable track (the CRD
+    /// The post-promotion watch: the rollback criteria only, on the stable track (the plan
     /// allows the watch only with built-in criteria).
-    pub fn for_watch(spec: &PromotionSpec) -> Wanted {
+    pub fn for_watch(plan: &Plan, spec: &PromotionSpec) -> Wanted {
         Wanted {
-            criteria: criteria(spec),
+            criteria: criteria(plan),
             track: Track::Stable,
             labels: extra_labels(spec),
             ..Wanted::default()
@@ -225,16 +197,19 @@ fn extra_labels(spec: &PromotionSpec) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn criteria(spec: &PromotionSpec) -> Vec<(String, Query)> {
-    spec.rollback
+fn builtin(metric: &str) -> Query {
+    Sli::from_name(metric).map_or_else(|| Query::Unknown(metric.to_owned()), Query::Builtin)
+}
+
+fn criteria(plan: &Plan) -> Vec<(String, Query)> {
+    plan.criteria
         .iter()
         .map(|c| {
-            let q = match (&c.query, Sli::from_name(&c.metric)) {
-                (Some(q), _) => Query::PromQl(q.clone()),
-                (None, Some(s)) => Query::Builtin(s),
-                (None, None) => Query::Unknown(c.metric.clone()),
+            let query = match &c.query {
+                Some(q) => Query::PromQl(q.clone()),
+                None => builtin(&c.metric),
             };
-            (c.metric.clone(), q)
+            (c.metric.clone(), query)
         })
         .collect()
 }
@@ -270,30 +245,33 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// The probes report under exactly the gate names `Plan::compile` judges.
+    /// Every gate of the plan is read from exactly one place, under its own name.
     #[test]
-    fn probe_rows_are_the_plans_gates() {
+    fn every_plan_gate_is_read_once() {
         let spec: PromotionSpec = serde_json::from_value(serde_json::json!({
             "stable": {"deployment": "a"}, "canary": {"deployment": "b"},
             "traffic": {"replicas": {}}, "steps": [{"weight": 100, "bake": "1m"}],
             "metrics": {"prometheus": {"address": "http://p:9090"}},
-            "gates": {"redis": {"secretRef": "r", "requireTls": true, "requireAuth": true, "requireReplica": true,
+            "gates": {"sli": {"availability": ">= 0.99", "redisP95LatencyMs": "< 10"},
+                "redis": {"secretRef": "r", "requireTls": true, "requireAuth": true, "requireReplica": true,
                 "p95LatencyMs": "< 10", "fragmentationRatio": "< 1.5", "evictedKeys": "== 0", "limiterErrors": "== 0",
                 "requireSentinelQuorum": true, "maxmemoryPolicy": "noeviction", "plaintextPort": 6379},
                 "replayProtection": {"probe": {"secretRef": "p", "path": "/api/v1/applications/x", "port": 8080}},
-                "rateLimit": {"probe": {"path": "/api/v1/scholarships", "portName": "http"}}}
+                "rateLimit": {"probe": {"path": "/api/v1/scholarships", "portName": "http"}},
+                "custom": [{"name": "c", "query": "vector(1)", "condition": "== 1"}]}
         }))
         .unwrap();
-        let wanted = Wanted::for_spec(&spec);
-        let mut read: Vec<&str> = wanted.redis.unwrap().rows.iter().map(|r| r.gate()).collect();
-        read.extend(wanted.gates.iter().map(|(name, _)| name.as_str()));
-        read.extend(wanted.replay.map(|_| canary_core::plan::REPLAY_GATE));
-        read.extend(wanted.rate_limit.map(|_| canary_core::plan::RATE_LIMIT_GATE));
-        read.sort_unstable();
         let plan = canary_core::Plan::compile(&spec).unwrap();
-        let mut judged: Vec<&str> = plan.gates.iter().map(|g| g.name.as_str()).collect();
+        let wanted = Wanted::for_plan(&plan, &spec);
+        let mut read: Vec<String> = wanted.redis.unwrap().rows.iter().map(|r| r.gate()).collect();
+        read.extend(wanted.gates.iter().map(|(name, _)| name.clone()));
+        read.extend(wanted.replay.map(|_| canary_core::plan::REPLAY_GATE.to_owned()));
+        read.extend(wanted.rate_limit.map(|_| canary_core::plan::RATE_LIMIT_GATE.to_owned()));
+        read.sort_unstable();
+        let mut judged: Vec<String> = plan.gates.iter().map(|g| g.name.clone()).collect();
         judged.sort_unstable();
         assert_eq!(read, judged);
+        assert!(wanted.gates.iter().all(|(_, q)| !matches!(q, Query::Unknown(_))));
     }
 
     /// The CRD's rule and `Plan::compile` accept exactly the metrics the providers can read.

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use canary_core::Reading;
+use canary_core::{Reading, RedisRow};
 use kube::Client;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
@@ -54,43 +54,11 @@ pub mod keys {
     pub const SENTINEL_PASSWORD: &str = "sentinelPassword";
 }
 
-/// One sub-check the probe itself answers (`redis.limiterErrors` comes from the metric
-/// provider instead).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Row {
-    Tls,
-    Auth,
-    Replica,
-    P95LatencyMs,
-    FragmentationRatio,
-    EvictedKeys,
-    MaxmemoryPolicy,
-    PlaintextRefused,
-    SentinelQuorum,
-}
-
-impl Row {
-    /// The gate name the reading is reported under (as `Plan::compile` names the gate).
-    pub fn gate(self) -> &'static str {
-        match self {
-            Row::Tls => "redis.tls",
-            Row::Auth => "redis.auth",
-            Row::Replica => "redis.replica",
-            Row::P95LatencyMs => "redis.p95LatencyMs",
-            Row::FragmentationRatio => "redis.fragmentationRatio",
-            Row::EvictedKeys => "redis.evictedKeys",
-            Row::MaxmemoryPolicy => "redis.maxmemoryPolicy",
-            Row::PlaintextRefused => "redis.plaintextRefused",
-            Row::SentinelQuorum => "redis.sentinelQuorum",
-        }
-    }
-}
-
 /// Which rows a spec asks for, and the Secret to connect with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedisChecks {
     pub secret: String,
-    pub rows: Vec<Row>,
+    pub rows: Vec<RedisRow>,
     /// For `redis.maxmemoryPolicy`.
     pub maxmemory_policy: Option<canary_core::MaxmemoryPolicy>,
     /// For `redis.plaintextRefused`.
@@ -100,7 +68,7 @@ pub struct RedisChecks {
 impl RedisChecks {
     /// The Sentinel row needs the Secret to list the Sentinels.
     pub fn needs_sentinels(&self) -> bool {
-        self.rows.contains(&Row::SentinelQuorum)
+        self.rows.contains(&RedisRow::SentinelQuorum)
     }
 }
 
@@ -297,18 +265,18 @@ pub async fn probe(
         Ok(c) => c,
         Err(e) => {
             let reading = Reading::Error(e.to_string());
-            return rows.iter().map(|r| (r.gate().to_owned(), reading.clone())).collect();
+            return rows.iter().map(|r| (r.gate(), reading.clone())).collect();
         }
     };
     let mut out = BTreeMap::new();
     for &row in rows {
         let reading = match row {
-            Row::Tls => flag(target.tls()),
-            Row::Auth => auth_enforced(target).await,
-            Row::Replica => info_field(&mut connection, "replication", "connected_slaves").await,
-            Row::P95LatencyMs => latency_p95(&mut connection).await,
-            Row::FragmentationRatio => info_field(&mut connection, "memory", "mem_fragmentation_ratio").await,
-            Row::EvictedKeys => match info_field(&mut connection, "stats", "evicted_keys").await {
+            RedisRow::Tls => flag(target.tls()),
+            RedisRow::Auth => auth_enforced(target).await,
+            RedisRow::Replica => info_field(&mut connection, "replication", "connected_slaves").await,
+            RedisRow::P95LatencyMs => latency_p95(&mut connection).await,
+            RedisRow::FragmentationRatio => info_field(&mut connection, "memory", "mem_fragmentation_ratio").await,
+            RedisRow::EvictedKeys => match info_field(&mut connection, "stats", "evicted_keys").await {
                 Reading::Value { value, .. } => history
                     .increase(history_key, value as u64, window, Instant::now())
                     .map_or(Reading::NoData, |increase| Reading::Value {
@@ -317,15 +285,15 @@ pub async fn probe(
                     }),
                 other => other,
             },
-            Row::MaxmemoryPolicy => match checks.maxmemory_policy {
+            RedisRow::MaxmemoryPolicy => match checks.maxmemory_policy {
                 Some(want) => maxmemory_policy(&mut connection, want.as_str()).await,
                 None => Reading::NoData,
             },
-            Row::PlaintextRefused => match checks.plaintext_port {
+            RedisRow::PlaintextRefused => match checks.plaintext_port {
                 Some(port) => plaintext_refused(target, port).await,
                 None => Reading::NoData,
             },
-            Row::SentinelQuorum => match &target.sentinels {
+            RedisRow::SentinelQuorum => match &target.sentinels {
                 Some(sentinels) => sentinel_quorum(sentinels).await,
                 None => Reading::Error(format!(
                     "the Secret has no key {:?} (comma-separated host:port of the Sentinels)",
@@ -333,7 +301,7 @@ pub async fn probe(
                 )),
             },
         };
-        out.insert(row.gate().to_owned(), reading);
+        out.insert(row.gate(), reading);
     }
     out
 }

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use canary_core::conditions::ROLLED_BACK;
-use canary_core::duration::parse_duration;
-use canary_core::{ConditionStatus, Decision, Event, EventType, Phase, PromotionSpec};
+use canary_core::{ConditionStatus, Decision, Event, EventType, Phase, Plan};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType};
@@ -93,7 +92,7 @@ pub async fn act(
 }
 
 /// Observes breach-to-weight-0 for a rollback by a criterion that completed this round.
-pub fn record_breach_to_rollback(ctx: &Context, spec: &PromotionSpec, previous: Phase, decision: &Decision) {
+pub fn record_breach_to_rollback(ctx: &Context, plan: Option<&Plan>, previous: Phase, decision: &Decision) {
     let st = &decision.status;
     if previous == Phase::RolledBack || st.phase != Phase::RolledBack {
         return;
@@ -106,7 +105,7 @@ pub fn record_breach_to_rollback(ctx: &Context, spec: &PromotionSpec, previous: 
     if let (true, Some(since)) = (by_criterion, since) {
         let took = ctx.clock.now().signed_duration_since(since);
         ctx.metrics.breach_to_rollback.observe(took.as_seconds_f64().max(0.0));
-        let promised = spec.rollback_within.as_deref().and_then(|d| parse_duration(d).ok());
+        let promised = plan.and_then(|p| p.rollback_within);
         if promised.is_some_and(|within| took > within) {
             ctx.metrics.late_rollbacks.inc();
         }

@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canary_core::{ACTION_ANNOTATION, Decision, Observation, Phase, decide};
+use canary_core::{ACTION_ANNOTATION, Decision, Observation, Phase, Plan, SpecError, decide_plan};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -399,7 +399,9 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
     if let Some(late) = ctx.schedule.lateness(&object_key, Instant::now()) {
         ctx.metrics.evaluation_lateness.observe(late.as_secs_f64());
     }
-    let observed = match observe::observe(&cp, ctx, ns).await {
+    // Compiled once: what is read, what is decided and what is recorded all follow this plan.
+    let plan = Plan::compile(&cp.spec.promotion);
+    let observed = match observe::observe(&cp, plan.as_ref().ok(), ctx, ns).await {
         Ok(o) => o,
         Err(e) if e.is_invalid_object() => {
             tracing::warn!(error = %e, "cannot act on the object until it or what it references changes");
@@ -412,18 +414,12 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
         Err(e) => return Err(e.at(Step::Observe)),
     };
     let previous = cp.status.clone().unwrap_or_default();
-    let decision = decide(&cp.spec.promotion, &previous, &observed.obs, now);
+    let decision = decide_plan(plan.as_ref(), &previous, &observed.obs, now);
     let mut outcome = act::act(&cp, ctx, &observed, decision)
         .await
         .map_err(|e| e.at(Step::Act))?;
-    outcome.decision = confirm_rollback(
-        &cp.spec.promotion,
-        outcome.decision,
-        &observed.obs,
-        outcome.carried,
-        now,
-    );
-    act::record_breach_to_rollback(ctx, &cp.spec.promotion, previous.phase, &outcome.decision);
+    outcome.decision = confirm_rollback(plan.as_ref(), outcome.decision, &observed.obs, outcome.carried, now);
+    act::record_breach_to_rollback(ctx, plan.as_ref().ok(), previous.phase, &outcome.decision);
     for gate in &outcome.decision.status.gates {
         if matches!(previous.phase, Phase::Progressing | Phase::Paused) {
             ctx.metrics.gate(gate.state);
@@ -469,7 +465,7 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
 /// so status says RolledBack now rather than one interval later (the events of both rounds
 /// are kept, in order).
 fn confirm_rollback(
-    spec: &canary_core::PromotionSpec,
+    plan: Result<&Plan, &SpecError>,
     decision: Decision,
     obs: &Observation,
     carried: Option<u32>,
@@ -480,7 +476,7 @@ fn confirm_rollback(
     }
     let mut obs = obs.clone();
     obs.router_weight = Some(0);
-    let mut second = decide(spec, &decision.status, &obs, now);
+    let mut second = decide_plan(plan, &decision.status, &obs, now);
     let mut events = decision.events;
     events.append(&mut second.events);
     second.events = events;

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use canary_core::duration::parse_duration;
-use canary_core::{ACTION_ANNOTATION, DeploymentObservation, Observation, Phase, Reading};
+use canary_core::{ACTION_ANNOTATION, DeploymentObservation, Observation, Phase, Plan, Reading};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
@@ -64,11 +63,10 @@ async fn deployment(api: &Api<Deployment>, ns: &str, name: &str) -> Result<Deplo
     })
 }
 
-pub fn interval(cp: &CanaryPromotion) -> Duration {
-    parse_duration(&cp.spec.promotion.interval)
-        .ok()
-        .and_then(|d| d.to_std().ok())
-        .filter(|d| *d >= Duration::from_secs(1))
+/// The evaluation period: the plan's, or 30 s for a spec that does not compile (its
+/// promotion is failed as invalid, and only its reconciles need a period).
+pub fn interval(plan: Option<&Plan>) -> Duration {
+    plan.and_then(|p| p.interval.to_std().ok())
         .unwrap_or(Duration::from_secs(30))
 }
 
@@ -194,7 +192,7 @@ async fn probe_redis(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wan
         ),
         Err(reason) => Probed::Unresolved {
             field: "gates.redis.secretRef",
-            gates: checks.rows.iter().map(|row| row.gate().to_owned()).collect(),
+            gates: checks.rows.iter().map(|row| row.gate()).collect(),
             reason,
         },
     }
@@ -227,7 +225,9 @@ async fn read_providers(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &
     }
 }
 
-pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Observed, Error> {
+/// What the world looks like for this promotion. `plan` is its compiled spec (`None` when
+/// the spec does not compile: no readings then, `decide` reports the spec).
+pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, ns: &str) -> Result<Observed, Error> {
     let spec = &cp.spec.promotion;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let generation = cp.meta().generation.unwrap_or(0);
@@ -262,12 +262,14 @@ pub async fn observe(cp: &CanaryPromotion, ctx: &Context, ns: &str) -> Result<Ob
     // Readings matter only while a step is being judged; skipping them otherwise keeps idle
     // and finished promotions from loading Prometheus.
     let current = status.observed_generation == Some(generation);
-    let window = window_for(interval(cp), ctx.min_window);
-    let (readings, unresolved) = match status.phase {
-        Phase::Progressing | Phase::Paused if current => {
-            read_metrics(cp, ctx, ns, Wanted::for_spec(spec), window).await
+    let window = window_for(interval(plan), ctx.min_window);
+    let (readings, unresolved) = match (status.phase, plan) {
+        (Phase::Progressing | Phase::Paused, Some(plan)) if current => {
+            read_metrics(cp, ctx, ns, Wanted::for_plan(plan, spec), window).await
         }
-        Phase::Watching if current => read_metrics(cp, ctx, ns, Wanted::for_watch(spec), window).await,
+        (Phase::Watching, Some(plan)) if current => {
+            read_metrics(cp, ctx, ns, Wanted::for_watch(plan, spec), window).await
+        }
         _ => (Readings::default(), Vec::new()),
     };
     let obs = Observation {
