@@ -4,6 +4,7 @@
 //! the start-up tasks (migrations, housekeeping) and graceful shutdown.
 
 pub mod auth;
+pub mod catalogue;
 pub mod config;
 pub mod eligibility;
 pub mod endpoint;
@@ -104,6 +105,7 @@ async fn migrate_until_done(state: SharedState) {
             Ok(()) => {
                 state.lifecycle.mark_migrated();
                 tracing::info!("database migrations applied");
+                tokio::spawn(catalogue::keep_fresh(state.clone()));
                 return;
             }
             Err(e) => {

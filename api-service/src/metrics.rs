@@ -127,6 +127,8 @@ pub struct Metrics {
     pub jwt_rejected: Family<RejectLabels, Counter>,
     pub jwt_replay_prevented: Counter,
     pub jwt_replay_fallback: Counter,
+    pub catalogue_reloads: Counter,
+    pub catalogue_in_memory: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -218,6 +220,18 @@ impl Metrics {
             "Replay checks answered by the per-instance jti cache because Redis did not answer",
             jwt_replay_fallback.clone(),
         );
+        let catalogue_reloads = Counter::default();
+        registry.register(
+            "catalogue_reloads",
+            "Loads of the in-memory catalogue (at start, and on each change PostgreSQL notifies)",
+            catalogue_reloads.clone(),
+        );
+        let catalogue_in_memory = Gauge::default();
+        registry.register(
+            "catalogue_in_memory",
+            "1 while catalogue reads are served from memory (0: from PostgreSQL, the change feed is down)",
+            catalogue_in_memory.clone(),
+        );
 
         // Zero-valued series from the start, so `rate()` and ratios see 0 rather than no data.
         for outcome in [
@@ -250,6 +264,8 @@ impl Metrics {
             jwt_rejected,
             jwt_replay_prevented,
             jwt_replay_fallback,
+            catalogue_reloads,
+            catalogue_in_memory,
         }
     }
 

@@ -32,6 +32,8 @@ pub struct AppState {
     /// `None` when no model endpoint is configured: rule-based ranking only.
     pub model: Option<ModelClient>,
     pub lifecycle: Lifecycle,
+    /// The catalogue in memory, while PostgreSQL's change feed is up.
+    pub catalogue: crate::catalogue::Catalogue,
 }
 
 /// Readiness inputs that are not a live probe: migrations done, shutdown begun.
@@ -131,6 +133,7 @@ impl AppState {
             limiter,
             model,
             lifecycle: Lifecycle::default(),
+            catalogue: crate::catalogue::Catalogue::default(),
         })
     }
 }

@@ -12,7 +12,7 @@ use super::caller::Caller;
 use crate::eligibility::{Profile, Verdict, judge};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::state::SharedState;
-use crate::store;
+
 use crate::validate::Fields;
 
 /// At most this many ids per check, to bound the work of one request.
@@ -78,7 +78,7 @@ pub async fn check(
     };
 
     let today = Utc::now().date_naive();
-    let catalogue = store::all_scholarships(&state.db).await?;
+    let catalogue = state.catalogue.all(&state.db).await?;
     let results: Vec<Verdict> = catalogue
         .iter()
         .filter(|s| ids.as_ref().is_none_or(|ids| ids.contains(&s.id)))

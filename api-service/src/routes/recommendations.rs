@@ -15,7 +15,7 @@ use crate::error::{ApiError, Problem};
 use crate::metrics::{OpenAiOutcome, OutcomeLabels};
 use crate::recommend::SHORTLIST;
 use crate::state::SharedState;
-use crate::store::{self, Scholarship};
+use crate::store::Scholarship;
 use crate::validate::Fields;
 
 /// The caller's profile as query parameters.
@@ -94,7 +94,7 @@ pub async fn recommend(
         return Err(ApiError::invalid_parameters(errors));
     };
 
-    let catalogue = store::all_scholarships(&state.db).await?;
+    let catalogue = state.catalogue.all(&state.db).await?;
     let ranked = eligibility::rank(&profile, &catalogue, Utc::now().date_naive());
     let (source, ordered) = order(&state, &profile, &ranked).await;
     let items = ordered

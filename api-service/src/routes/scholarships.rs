@@ -1,5 +1,6 @@
 //! The public catalogue: filtered, keyset-paginated, cacheable.
 
+use crate::catalogue::etag_of;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -8,7 +9,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -131,6 +131,12 @@ pub async fn get_one(
     Path(raw_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
+    if let Some(snapshot) = state.catalogue.snapshot() {
+        return match snapshot.get(id) {
+            Some(cached) => Ok(tagged(&headers, cached.body.clone(), &cached.etag)),
+            None => Err(ApiError::NotFound(format!("no scholarship with id {id}"))),
+        };
+    }
     let scholarship = store::get_scholarship(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no scholarship with id {id}")))?;
@@ -225,11 +231,15 @@ fn next_link(pairs: &[(String, String)], cursor: &str) -> String {
 /// already has it.
 pub fn cacheable<T: Serialize>(request_headers: &HeaderMap, body: &T) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
-    let etag_value = HeaderValue::from_str(&etag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+    let etag = etag_of(&bytes);
+    tagged(request_headers, bytes.into(), &etag)
+}
+
+/// A JSON body with its ETag: 304 when `If-None-Match` names it.
+fn tagged(request_headers: &HeaderMap, bytes: axum::body::Bytes, etag: &str) -> Response {
+    let etag_value = HeaderValue::from_str(etag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
     let cache = HeaderValue::from_static(PUBLIC_CACHE);
-    if if_none_match_hits(request_headers, &etag) {
+    if if_none_match_hits(request_headers, etag) {
         return (
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],

@@ -1,0 +1,140 @@
+//! The scholarship catalogue in memory. Catalogue reads are public and cacheable by contract
+//! (`Cache-Control: public, max-age=60`, ETags), the catalogue is a few hundred rows that
+//! change rarely, and reading it from PostgreSQL cost a database round trip on every catalogue,
+//! eligibility and recommendation request (with the wake-ups it causes, the largest item of the
+//! profile after the kernel's own network path).
+//!
+//! A trigger NOTIFYs `catalogue_changed` on every write to `scholarships` (migration 0004).
+//! This process LISTENs, then loads the snapshot, and reloads on each notification. While it
+//! is not listening (before the first load, after a lost connection until it listens again)
+//! there is no snapshot and reads go to PostgreSQL, so a snapshot is never older than one
+//! notification in flight: a write is visible within milliseconds of its commit, well inside
+//! the `max-age` clients are told.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use uuid::Uuid;
+
+use crate::state::SharedState;
+use crate::store::{self, Scholarship};
+
+/// The channel migration 0004's trigger notifies.
+pub const CHANNEL: &str = "catalogue_changed";
+
+/// One scholarship with its response body and ETag computed once per load.
+#[derive(Debug)]
+pub struct Cached {
+    pub body: Bytes,
+    pub etag: String,
+}
+
+/// The whole catalogue at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// In stable order (deadline, id), as `store::all_scholarships` returns it.
+    pub all: Arc<Vec<Scholarship>>,
+    by_id: HashMap<Uuid, Cached>,
+}
+
+impl Snapshot {
+    fn new(all: Vec<Scholarship>) -> Snapshot {
+        let by_id = all
+            .iter()
+            .map(|s| {
+                let body = Bytes::from(serde_json::to_vec(s).unwrap_or_default());
+                let etag = etag_of(&body);
+                (s.id, Cached { body, etag })
+            })
+            .collect();
+        Snapshot {
+            all: Arc::new(all),
+            by_id,
+        }
+    }
+
+    /// `None` means no such scholarship: the snapshot holds every row.
+    pub fn get(&self, id: Uuid) -> Option<&Cached> {
+        self.by_id.get(&id)
+    }
+}
+
+/// A strong ETag of a JSON body: the first 128 bits of its SHA-256.
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    current: RwLock<Option<Arc<Snapshot>>>,
+}
+
+impl Catalogue {
+    /// The current snapshot, while the process is listening for changes.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.read().ok()?.clone()
+    }
+
+    /// Every scholarship, from the snapshot or else from PostgreSQL.
+    pub async fn all(&self, db: &PgPool) -> Result<Arc<Vec<Scholarship>>, sqlx::Error> {
+        match self.snapshot() {
+            Some(snapshot) => Ok(snapshot.all.clone()),
+            None => store::all_scholarships(db).await.map(Arc::new),
+        }
+    }
+
+    fn set(&self, snapshot: Option<Snapshot>) {
+        if let Ok(mut current) = self.current.write() {
+            *current = snapshot.map(Arc::new);
+        }
+    }
+}
+
+/// Keeps the snapshot in step with PostgreSQL for the life of the process; started once the
+/// migrations (which create the trigger) have run.
+pub async fn keep_fresh(state: SharedState) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match listen(&state, &mut backoff).await {
+            Ok(()) => {
+                tracing::warn!("catalogue change feed lost: reading the catalogue from PostgreSQL until it is back")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "catalogue change feed failed: reading the catalogue from PostgreSQL until it is back")
+            }
+        }
+        state.catalogue.set(None);
+        state.metrics.catalogue_in_memory.set(0);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Listens, loads, and reloads on every notification; returns when the connection is lost.
+async fn listen(state: &SharedState, backoff: &mut Duration) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(&state.db).await?;
+    listener.listen(CHANNEL).await?;
+    // Loaded after LISTEN: a write committed in between is both in the load and notified.
+    reload(state).await?;
+    *backoff = Duration::from_millis(200);
+    while listener.try_recv().await?.is_some() {
+        reload(state).await?;
+    }
+    Ok(())
+}
+
+async fn reload(state: &SharedState) -> Result<(), sqlx::Error> {
+    let all = store::all_scholarships(&state.db).await?;
+    let rows = all.len();
+    state.catalogue.set(Some(Snapshot::new(all)));
+    state.metrics.catalogue_reloads.inc();
+    state.metrics.catalogue_in_memory.set(1);
+    tracing::debug!(rows, "catalogue snapshot loaded");
+    Ok(())
+}
