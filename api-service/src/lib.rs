@@ -19,6 +19,7 @@ pub mod routes;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod track;
 pub mod validate;
 
 use std::future::Future;
@@ -64,11 +65,11 @@ pub async fn serve(
             shutdown.await;
             tracing::info!("shutdown requested: draining");
             state.lifecycle.start_draining();
-            tokio::time::sleep(state.config.shutdown_drain()).await;
+            tokio::time::sleep(state.config.server.shutdown_drain).await;
             let _ = drained_tx.send(());
         }
     };
-    let grace = state.config.shutdown_grace();
+    let grace = state.config.server.shutdown_grace;
     let server = axum::serve(
         listener,
         app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
@@ -126,7 +127,7 @@ async fn purge_expired_idempotency_keys(state: SharedState) {
         }
         let store = idempotency::Store {
             db: &state.db,
-            ttl: state.config.idempotency_ttl(),
+            ttl: state.config.database.idempotency_ttl,
         };
         match store.purge_expired().await {
             Ok(0) => {}

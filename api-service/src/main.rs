@@ -43,11 +43,11 @@ async fn start(inherited: listenfd::ListenFd) -> ExitCode {
         eprintln!("{message}");
         return ExitCode::from(2);
     }
-    telemetry::init_logging(&config.log_filter);
-    if config.insecure_no_auth {
+    telemetry::init_logging(&config.server.log_filter);
+    if config.auth.insecure_no_auth {
         tracing::warn!("--insecure-no-auth: authentication is OFF; every caller is anonymous");
     }
-    if config.allow_tokens_without_jti {
+    if config.auth.allow_tokens_without_jti {
         tracing::warn!("--allow-tokens-without-jti: tokens without jti are accepted and cannot be replay-checked");
     }
     match run(config, inherited).await {
@@ -74,14 +74,14 @@ fn inherited_listener(mut inherited: listenfd::ListenFd) -> std::io::Result<Opti
 async fn run(config: Config, inherited: listenfd::ListenFd) -> Result<(), scholarship_api::StartupError> {
     let (listener, activated) = match inherited_listener(inherited)? {
         Some(listener) => (listener, true),
-        None => (TcpListener::bind(config.listen).await?, false),
+        None => (TcpListener::bind(config.server.listen).await?, false),
     };
     tracing::info!(
         listen = %listener.local_addr()?,
         socket_activated = activated,
-        track = config.track.as_str(),
-        recommendations = config.recommendations_enabled,
-        model = config.openai_base_url.is_some(),
+        track = config.server.track.as_str(),
+        recommendations = config.model.recommendations_enabled,
+        model = config.model.openai_base_url.is_some(),
         "scholarship-api starting"
     );
     let state = AppState::new(config)?;

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::config::Track;
+use crate::track::Track;
 
 /// Latency buckets; 0.22 and 0.25 are the canary gate (p95 ≤ 220 ms) and rollback (250 ms)
 /// thresholds, so those quantiles are exact rather than interpolated.

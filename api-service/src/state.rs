@@ -73,60 +73,67 @@ impl AppState {
     }
 
     pub fn new(config: Config) -> Result<Self, crate::StartupError> {
-        let db = crate::store::pool(config.database_url.as_str(), config.db_max_connections)?;
-        let model = match &config.openai_base_url {
+        let db = crate::store::pool(
+            config.database.database_url.as_str(),
+            config.database.db_max_connections,
+        )?;
+        let model = match &config.model.openai_base_url {
             Some(url) => Some(
                 ModelClient::new(
                     url,
-                    config.openai_api_key.clone(),
-                    config.openai_model.clone(),
-                    config.openai_timeout(),
+                    config.model.openai_api_key.clone(),
+                    config.model.openai_model.clone(),
+                    config.model.openai_timeout,
                 )
                 .map_err(crate::StartupError::HttpClient)?,
             ),
             None => None,
         };
-        let metrics = Arc::new(Metrics::new(config.track));
+        let metrics = Arc::new(Metrics::new(config.server.track));
         metrics
             .db_pool_max_connections
-            .set(i64::from(config.db_max_connections));
-        let limiter = match config.redis_settings() {
+            .set(i64::from(config.database.db_max_connections));
+        let limiter = match config.redis.settings() {
             Some(settings) => Some(Limiter::new(
-                config.rate_limits.clone(),
+                config.limits.rate_limits.clone(),
                 RedisLink::new(settings, metrics.clone())?,
-                std::time::Duration::from_millis(config.limiter_timeout_ms),
-                config.local_limiter_max_keys,
+                config.limits.limiter_timeout,
+                config.limits.local_limiter_max_keys,
                 metrics.clone(),
             )),
             None => None,
         };
-        let auth = match (&config.jwks_url, &config.jwt_issuer, &config.jwt_audience) {
-            (Some(url), Some(issuer), Some(audience)) if !config.insecure_no_auth => {
+        let auth = match (
+            &config.auth.jwks_url,
+            &config.auth.jwt_issuer,
+            &config.auth.jwt_audience,
+        ) {
+            (Some(url), Some(issuer), Some(audience)) if !config.auth.insecure_no_auth => {
                 let jwks = crate::auth::jwks::Jwks::new(
                     url.clone(),
-                    config.jwt_algorithms.clone(),
-                    std::time::Duration::from_secs(config.jwks_refresh_cooldown_seconds),
-                    std::time::Duration::from_secs(config.jwks_max_refresh_interval_seconds),
+                    config.auth.jwt_algorithms.clone(),
+                    config.auth.jwks_refresh_cooldown,
+                    config.auth.jwks_max_refresh_interval,
                 )
                 .map_err(crate::StartupError::HttpClient)?;
                 let settings = AuthSettings {
                     issuer: issuer.clone(),
                     audience: audience.clone(),
-                    leeway: std::time::Duration::from_secs(config.jwt_leeway_seconds),
-                    max_lifetime: std::time::Duration::from_secs(config.jwt_max_lifetime_seconds),
-                    require_jti: !config.allow_tokens_without_jti,
-                    tester_claim: config.jwt_tester_claim.clone(),
+                    leeway: config.auth.jwt_leeway,
+                    max_lifetime: config.auth.jwt_max_lifetime,
+                    require_jti: !config.auth.allow_tokens_without_jti,
+                    tester_claim: config.auth.jwt_tester_claim.clone(),
                 };
-                Some(Authenticator::new(settings, jwks, &config.jwt_algorithms))
+                Some(Authenticator::new(settings, jwks, &config.auth.jwt_algorithms))
             }
             _ => None,
         };
         Ok(Self {
-            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            trusted_proxies: TrustedProxies::new(config.limits.trusted_proxies.clone()),
             auth,
-            single_use: config.single_use_endpoints.clone(),
-            replay_cache: LocalReplayCache::new(config.replay_cache_max_entries),
-            preauth_limiter: LocalLimiter::new(config.local_limiter_max_keys),
+            single_use: config.auth.single_use_endpoints.clone(),
+            replay_cache: LocalReplayCache::new(config.auth.replay_cache_max_entries),
+            preauth_limiter: LocalLimiter::new(config.limits.local_limiter_max_keys),
             config,
             db,
             metrics,

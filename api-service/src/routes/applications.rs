@@ -74,7 +74,7 @@ pub async fn create(
     let hash = idempotency::fingerprint("POST", uri.path(), &serde_json::Value::Object(body));
     let keys = idempotency::Store {
         db: &state.db,
-        ttl: state.config.idempotency_ttl(),
+        ttl: state.config.database.idempotency_ttl,
     };
     match keys.reserve(&caller.principal, &key, &hash).await? {
         Reservation::Replay(stored) => return Ok(stored_response(stored, true)),

@@ -30,7 +30,7 @@ impl FromRequest<SharedState> for JsonObject {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let limit = state.config.body_limit_bytes;
+        let limit = state.config.server.body_limit_bytes;
         let bytes = Bytes::from_request(request, state).await.map_err(|e| match e {
             BytesRejection::FailedToBufferBody(inner) if inner.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::PayloadTooLarge { limit }

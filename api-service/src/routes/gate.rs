@@ -53,9 +53,10 @@ pub async fn gate(State(Guard { state, endpoint }): State<Guard>, mut request: R
         (Access::Public, _) => {}
         (Access::Caller, Some(auth)) => {
             let address = format!("ip:{}", address_key(ip));
-            if let Err(retry) = state
-                .preauth_limiter
-                .check(&address, &state.config.preauth_limit, Instant::now())
+            if let Err(retry) =
+                state
+                    .preauth_limiter
+                    .check(&address, &state.config.limits.preauth_limit, Instant::now())
             {
                 return too_many(retry);
             }
@@ -93,7 +94,7 @@ pub async fn gate(State(Guard { state, endpoint }): State<Guard>, mut request: R
         None => (None, ReplayCheck::Unknown),
     };
     if let (Some(token), Some(mark)) = (single_use, &mark) {
-        let fallback = state.config.replay_fallback;
+        let fallback = state.config.auth.replay_fallback;
         if replay == ReplayCheck::Unknown && fallback == ReplayFallback::Local {
             state.metrics.jwt_replay_fallback.inc();
         }
@@ -136,11 +137,11 @@ fn reject(state: &SharedState, reason: RejectReason) -> Response {
 
 /// Tester traffic carries the configured header with the configured secret value.
 fn is_tester(state: &SharedState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.config.tester_token else {
+    let Some(token) = &state.config.auth.tester_token else {
         return false;
     };
     headers
-        .get(state.config.tester_header.as_str())
+        .get(state.config.auth.tester_header.as_str())
         .is_some_and(|v| constant_time_eq(v.as_bytes(), token.as_bytes()))
 }
 

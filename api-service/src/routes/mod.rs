@@ -48,8 +48,8 @@ pub fn app(state: SharedState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
-        .layer(cors(&state.config.cors_allowed_origins));
+        .layer(DefaultBodyLimit::max(state.config.server.body_limit_bytes))
+        .layer(cors(&state.config.server.cors_allowed_origins));
     with_security_headers(routes)
         .layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::observe))
         .with_state(state)

@@ -72,7 +72,7 @@ pub async fn recommend(
     _caller: Caller,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Recommendations>, ApiError> {
-    if !state.config.recommendations_enabled {
+    if !state.config.model.recommendations_enabled {
         count(&state, OpenAiOutcome::disabled);
         return Err(ApiError::FeatureDisabled);
     }
