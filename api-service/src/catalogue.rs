@@ -7,9 +7,10 @@
 //! A trigger NOTIFYs `catalogue_changed` on every write to `scholarships` (migration 0004).
 //! This process LISTENs, then loads the snapshot, and reloads on each notification. While it
 //! is not listening (before the first load, after a lost connection until it listens again)
-//! there is no snapshot and reads go to PostgreSQL, so a snapshot is never older than one
-//! notification in flight: a write is visible within milliseconds of its commit, well inside
-//! the `max-age` clients are told.
+//! there is no snapshot and reads go to PostgreSQL. A write is visible within milliseconds of
+//! its commit; a quiet feed is pinged and the catalogue reloaded every 20 s, so even a
+//! notification lost on a connection that died silently leaves the snapshot at most that old,
+//! well inside the `max-age` clients are told.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,12 @@ use crate::store::{self, Scholarship};
 
 /// The channel migration 0004's trigger notifies.
 pub const CHANNEL: &str = "catalogue_changed";
+/// A quiet feed is pinged, and the catalogue reloaded, this often: a connection that died
+/// without a word (a fenced primary, an idle timeout in between) would otherwise keep a stale
+/// snapshot in service. It also bounds the age of the snapshot, well inside `max-age=60`.
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// Bound of that ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One scholarship with its response body and ETag computed once per load.
 #[derive(Debug)]
@@ -116,17 +123,35 @@ pub async fn keep_fresh(state: SharedState) {
     }
 }
 
-/// Listens, loads, and reloads on every notification; returns when the connection is lost.
+/// Listens, loads, and reloads on every notification; returns when the connection is lost
+/// or stops answering.
 async fn listen(state: &SharedState, backoff: &mut Duration) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(&state.db).await?;
+    // A connection of its own, outside the pool: it is held for the life of the process and
+    // must not count as a pool connection in use (`db_pool_connections`).
+    let mut listener = PgListener::connect(state.config.database.database_url.as_str()).await?;
     listener.listen(CHANNEL).await?;
     // Loaded after LISTEN: a write committed in between is both in the load and notified.
     reload(state).await?;
     *backoff = Duration::from_millis(200);
-    while listener.try_recv().await?.is_some() {
-        reload(state).await?;
+    loop {
+        match tokio::time::timeout(PING_EVERY, listener.try_recv()).await {
+            Ok(Ok(Some(_))) => reload(state).await?,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_quiet) => {
+                let ping = sqlx::query("SELECT 1").execute(&mut listener);
+                match tokio::time::timeout(PING_TIMEOUT, ping).await {
+                    // Alive. Reload anyway: whatever a notification could have missed (one
+                    // cut short by the timeout above) is then at most this old.
+                    Ok(result) => {
+                        result?;
+                        reload(state).await?;
+                    }
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 async fn reload(state: &SharedState) -> Result<(), sqlx::Error> {

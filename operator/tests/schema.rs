@@ -376,13 +376,13 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         (
             "rate-limit probe without a port",
             "/spec/gates/rateLimit",
-            json!({"probe": {"path": "/api/v1/scholarships"}}),
+            json!({"probe": {"path": "/api/v1/scholarships", "secretRef": "probe"}}),
             "spec.gates.rateLimit.probe: exactly one of port or portName must be set",
         ),
         (
             "rate-limit burst too large",
             "/spec/gates/rateLimit",
-            json!({"probe": {"path": "/api/v1/scholarships", "port": 8080, "maxRequests": 100000}}),
+            json!({"probe": {"path": "/api/v1/scholarships", "port": 8080, "secretRef": "probe", "maxRequests": 100000}}),
             "spec.gates.rateLimit.probe.maxRequests",
         ),
         (

@@ -570,11 +570,10 @@ pub struct RateLimitProbe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 15), pattern(LABEL_PATTERN))]
     pub port_name: Option<String>,
-    /// Secret whose `testerToken` marks the burst as tester traffic (left out of the 429
-    /// SLI). Unset: the burst counts as anonymous traffic.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Secret whose `testerToken` (the API's `--tester-token`) marks the burst as tester
+    /// traffic, so its requests and 429s stay out of the canary's SLIs.
     #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
-    pub secret_ref: Option<String>,
+    pub secret_ref: String,
     /// Header carrying the Secret's `testerToken`.
     #[serde(default = "default_tester_header")]
     #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9-]+$"))]

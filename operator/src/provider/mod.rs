@@ -257,7 +257,7 @@ mod tests {
                 "p95LatencyMs": "< 10", "fragmentationRatio": "< 1.5", "evictedKeys": "== 0", "limiterErrors": "== 0",
                 "requireSentinelQuorum": true, "maxmemoryPolicy": "noeviction", "plaintextPort": 6379},
                 "replayProtection": {"probe": {"secretRef": "p", "path": "/api/v1/applications/x", "port": 8080}},
-                "rateLimit": {"probe": {"path": "/api/v1/scholarships", "portName": "http"}},
+                "rateLimit": {"probe": {"path": "/api/v1/scholarships", "portName": "http", "secretRef": "p"}},
                 "custom": [{"name": "c", "query": "vector(1)", "condition": "== 1"}]}
         }))
         .unwrap();

@@ -19,13 +19,15 @@ use super::secret::SecretKeys;
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// 429s seen before the burst stops: enough to show the refusal holds on both pods.
 const REFUSALS: usize = 4;
+/// Bound of the whole burst: the evaluation (rollback criteria included) waits for it.
+const BURST_BUDGET: Duration = Duration::from_secs(10);
 
 /// What a spec asks the probe to do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitCheck {
     pub pods: ProbeTargets,
     /// Secret with `testerToken`.
-    pub secret: Option<String>,
+    pub secret: String,
     pub tester_header: String,
     pub max_requests: u32,
 }
@@ -57,21 +59,29 @@ impl Answer {
     }
 }
 
-/// Conclusive readings per promotion, for the step they were taken in.
+/// Conclusive readings per promotion, for the step they were taken in: a pass for the rest of
+/// the step, a failure until the window it was measured in has reset (then the burst runs
+/// again, so a passing blip does not fail the step for good).
 #[derive(Default)]
 pub struct StepResults {
-    done: Mutex<HashMap<String, (String, Reading)>>,
+    done: Mutex<HashMap<String, StepResult>>,
 }
 
+/// The step a reading was taken in, the reading, and until when it stands.
+type StepResult = (String, Reading, Option<Instant>);
+
 impl StepResults {
-    pub fn get(&self, key: &str, step: &str) -> Option<Reading> {
+    pub fn get(&self, key: &str, step: &str, now: Instant) -> Option<Reading> {
         let done = self.done.lock().ok()?;
-        done.get(key).filter(|(s, _)| s == step).map(|(_, r)| r.clone())
+        done.get(key)
+            .filter(|(s, _, until)| s == step && until.is_none_or(|until| now < until))
+            .map(|(_, r, _)| r.clone())
     }
 
-    pub fn put(&self, key: &str, step: &str, reading: Reading) {
+    /// Keeps `reading` for the step; `until` bounds how long (`None`: the whole step).
+    pub fn put(&self, key: &str, step: &str, reading: Reading, until: Option<Instant>) {
         if let Ok(mut done) = self.done.lock() {
-            done.insert(key.to_owned(), (step.to_owned(), reading));
+            done.insert(key.to_owned(), (step.to_owned(), reading, until));
         }
     }
 
@@ -82,35 +92,41 @@ impl StepResults {
     }
 }
 
-/// The Secret's `testerToken`, if the check names a Secret.
-pub async fn tester_token(client: &Client, namespace: &str, check: &RateLimitCheck) -> Result<Option<String>, String> {
-    match &check.secret {
-        Some(name) => SecretKeys::read(client, namespace, name)
-            .await?
-            .text(super::replay::keys::TESTER_TOKEN),
-        None => Ok(None),
-    }
+/// The Secret's `testerToken`: the burst must count as tester traffic, or its 429s and
+/// requests would move the canary's own SLIs.
+pub async fn tester_token(client: &Client, namespace: &str, check: &RateLimitCheck) -> Result<String, String> {
+    SecretKeys::read(client, namespace, &check.secret)
+        .await?
+        .required(super::replay::keys::TESTER_TOKEN)
 }
 
-/// Runs one burst, with the tester token from [`tester_token`].
+/// Runs one burst, with the tester token from [`tester_token`]. Also returns when the
+/// measured window resets, from the first answer's `RateLimit-Reset`.
 pub async fn probe(
     client: &Client,
     http: &reqwest::Client,
     namespace: &str,
     check: &RateLimitCheck,
-    tester: Option<&str>,
-) -> ProbeRun {
+    tester: &str,
+) -> (ProbeRun, Option<Duration>) {
     let started = Instant::now();
     let mut requests = 0;
-    let reading = match burst(client, http, namespace, check, tester, &mut requests).await {
-        Ok((pods, answers)) => judge(&pods, &answers, check.max_requests).unwrap_or_else(Reading::Error),
-        Err(reason) => Reading::Error(reason),
+    let (reading, reset) = match burst(client, http, namespace, check, tester, &mut requests).await {
+        Ok((pods, answers)) => {
+            let reset = answers.first().and_then(|a| a.reset).map(Duration::from_secs);
+            (
+                judge(&pods, &answers, check.max_requests).unwrap_or_else(Reading::Error),
+                reset,
+            )
+        }
+        Err(reason) => (Reading::Error(reason), None),
     };
-    ProbeRun {
+    let run = ProbeRun {
         reading,
         requests,
         took: started.elapsed(),
-    }
+    };
+    (run, reset)
 }
 
 async fn burst(
@@ -118,18 +134,22 @@ async fn burst(
     http: &reqwest::Client,
     namespace: &str,
     check: &RateLimitCheck,
-    tester: Option<&str>,
+    tester: &str,
     requests: &mut u32,
 ) -> Result<([Pod; 2], Vec<Answer>), String> {
+    let deadline = Instant::now() + BURST_BUDGET;
     let (a, b) = pick_two(client, namespace, &check.pods).await?;
     let pods = [a, b];
     let mut answers = Vec::new();
     for i in 0..check.max_requests as usize {
         let pod = &pods[i % 2];
-        let mut request = http.get(&pod.url).timeout(TIMEOUT);
-        if let Some(token) = tester {
-            request = request.header(check.tester_header.as_str(), token);
+        if Instant::now() > deadline {
+            return Err(format!("inconclusive: the burst took longer than {BURST_BUDGET:?}"));
         }
+        let request = http
+            .get(&pod.url)
+            .timeout(TIMEOUT)
+            .header(check.tester_header.as_str(), tester);
         *requests += 1;
         let response = request
             .send()
@@ -200,7 +220,7 @@ pub fn judge(pods: &[Pod; 2], answers: &[Answer], max_requests: u32) -> Result<R
     let refused = answers.iter().filter(|a| a.status == 429).count();
     if refused < REFUSALS {
         return Err(format!(
-            "inconclusive: {max_requests} requests (maxRequests) did not exhaust the window's budget"
+            "inconclusive: {max_requests} requests (maxRequests) brought {refused} refusals, not the {REFUSALS} the probe waits for"
         ));
     }
     let left = first.remaining.unwrap_or_default() + 1;
@@ -240,6 +260,7 @@ mod tests {
 
     fn pods() -> [Pod; 2] {
         let pod = |track, address: &str| Pod {
+            identity: address.to_owned(),
             track,
             address: address.to_owned(),
             url: format!("http://{address}/api/v1/scholarships"),
@@ -339,7 +360,7 @@ mod tests {
         answers[6].reset = Some(60);
         assert!(judge(&pods(), &answers, 300).unwrap_err().contains("rolled over"));
         let short = burst(50, [50, 50], true, 20);
-        assert!(judge(&pods(), &short, 20).unwrap_err().contains("did not exhaust"));
+        assert!(judge(&pods(), &short, 20).unwrap_err().contains("refusals, not the 4"));
         // What the limiter let through counts, whatever the handler answered.
         let mut answers = burst(5, [5, 5], true, 300);
         answers[2].status = 400;

@@ -390,6 +390,11 @@ async fn plaintext_refused(target: &Target, port: u16) -> Reading {
             false,
             format!("{host}:{port} answers plaintext Redis ({})", describe(&e)),
         ),
+        // No answer at all is no proof either way (a firewall in the operator's path only).
+        Err(ConnectError::TimedOut) => Reading::Error(format!(
+            "{host}:{port}: no answer within {:?}, so the probe cannot tell whether plaintext is refused",
+            TIMEOUT * 2
+        )),
         Err(e) => verdict(true, format!("{host}:{port} refuses plaintext Redis ({e})")),
     }
 }

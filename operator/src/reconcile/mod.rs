@@ -430,7 +430,7 @@ async fn apply(cp: Arc<CanaryPromotion>, ctx: &Context, ns: &str) -> Result<Acti
         ctx,
         &previous,
         outcome.decision.status.clone(),
-        &observed.unresolved,
+        observed.unresolved.as_deref(),
         now,
     )
     .await

@@ -1,6 +1,6 @@
 //! observe: read the world into one plain `Observation` (the only input `decide` has about it).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use canary_core::{ACTION_ANNOTATION, DeploymentObservation, Observation, Phase, Plan, Reading};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -19,8 +19,9 @@ use crate::router::{Router, TrafficRouter};
 
 pub struct Observed {
     pub obs: Observation,
-    /// Probe Secrets the spec names but the operator cannot use (`spec.<field>: <reason>`).
-    pub unresolved: Vec<String>,
+    /// Probe Secrets the spec names but the operator cannot use (`spec.<field>: <reason>`);
+    /// `None` when no probe ran this round.
+    pub unresolved: Option<Vec<String>>,
     /// `None` only for a spec without a router, which `decide` reports as invalid.
     pub router: Option<Router>,
     pub stable: Deployment,
@@ -85,7 +86,7 @@ async fn read_metrics(
     ns: &str,
     wanted: Wanted,
     window: Duration,
-) -> (Readings, Vec<String>) {
+) -> (Readings, Option<Vec<String>>) {
     let (mut readings, redis, replay, rate_limit) = futures::join!(
         read_providers(cp, ctx, ns, &wanted, window),
         probe_redis(cp, ctx, ns, &wanted, window),
@@ -105,7 +106,7 @@ async fn read_metrics(
             Probed::NotAsked => {}
         }
     }
-    (readings, unresolved)
+    (readings, Some(unresolved))
 }
 
 /// What one of the operator's probes gave.
@@ -134,7 +135,7 @@ async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted:
     };
     let step = format!("{}@{}", status.current_step, started.to_rfc3339());
     let key = history_key(cp);
-    if let Some(reading) = ctx.rate_limits.get(&key, &step) {
+    if let Some(reading) = ctx.rate_limits.get(&key, &step, Instant::now()) {
         return Probed::Read(vec![(gate, reading)]);
     }
     let tester = match rate_limit::tester_token(&ctx.client, ns, check).await {
@@ -147,11 +148,13 @@ async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted:
             };
         }
     };
-    let run = rate_limit::probe(&ctx.client, &ctx.http, ns, check, tester.as_deref()).await;
+    let (run, window_reset) = rate_limit::probe(&ctx.client, &ctx.http, ns, check, &tester).await;
     ctx.metrics.record_probe("rateLimit", run.took, run.requests);
     tracing::debug!(took = ?run.took, requests = run.requests, reading = ?run.reading, "rate-limit probe");
-    if matches!(run.reading, Reading::Probed { .. }) {
-        ctx.rate_limits.put(&key, &step, run.reading.clone());
+    if let Reading::Probed { value, .. } = &run.reading {
+        // A pass stands for the step; a failure until its window resets, then it is retried.
+        let until = (*value < 1.0).then(|| Instant::now() + window_reset.unwrap_or_default() + Duration::from_secs(1));
+        ctx.rate_limits.put(&key, &step, run.reading.clone(), until);
     }
     Probed::Read(vec![(gate, run.reading)])
 }
@@ -270,7 +273,7 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
         (Phase::Watching, Some(plan)) if current => {
             read_metrics(cp, ctx, ns, Wanted::for_watch(plan, spec), window).await
         }
-        _ => (Readings::default(), Vec::new()),
+        _ => (Readings::default(), None),
     };
     let obs = Observation {
         generation,

@@ -38,18 +38,33 @@ async fn apply(cp: &CanaryPromotion, ctx: &Context, status: &CanaryPromotionStat
 }
 
 /// Writes the decided status. `unresolved` lists the probe Secrets the operator cannot use
-/// (`spec.<field>: <reason>`): the promotion goes on judging (those gates read as errors,
-/// per their `noData`), and ReferencesResolved says what to fix, with one Warning event
-/// each time that list changes.
+/// (`spec.<field>: <reason>`), or is `None` when no probe ran this round (then what the last
+/// round found stands): the promotion goes on judging (those gates read as errors, per their
+/// `noData`), and ReferencesResolved says what to fix, with one Warning event each time that
+/// message changes.
 pub async fn write(
     cp: &CanaryPromotion,
     ctx: &Context,
     previous: &CanaryPromotionStatus,
     mut status: CanaryPromotionStatus,
-    unresolved: &[String],
+    unresolved: Option<&[String]>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let generation = cp.meta().generation.unwrap_or(0);
+    let before = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == REFERENCES_RESOLVED)
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    let unresolved: Vec<String> = match unresolved {
+        Some(list) => list.to_vec(),
+        // A finished promotion needs no probe any more.
+        None if status.phase.is_terminal() => Vec::new(),
+        None => match &before {
+            Some((reason, message)) if reason == PROBE_SECRET_UNRESOLVED => vec![message.clone()],
+            _ => Vec::new(),
+        },
+    };
     let (state, reason, message) = if unresolved.is_empty() {
         (
             ConditionStatus::True,
@@ -59,7 +74,8 @@ pub async fn write(
     } else {
         (ConditionStatus::False, PROBE_SECRET_UNRESOLVED, unresolved.join("; "))
     };
-    let changed = set_condition(
+    let news = !unresolved.is_empty() && before != Some((reason.to_owned(), message.clone()));
+    set_condition(
         &mut status.conditions,
         REFERENCES_RESOLVED,
         state,
@@ -72,7 +88,7 @@ pub async fn write(
         return Ok(());
     }
     apply(cp, ctx, &status).await?;
-    if changed.is_some() && !unresolved.is_empty() {
+    if news {
         warn(cp, ctx, PROBE_SECRET_UNRESOLVED, &message).await;
     }
     Ok(())
