@@ -605,7 +605,7 @@ async fn redis_gate_checks_sentinel_quorum_eviction_policy_and_plaintext() {
         let c = Cluster::start().await;
         let prom = ScriptedProm::start().await;
         let password = "sentinel-s3cret";
-        let (primary, _replica, sentinels) = tokio::task::spawn_blocking(move || {
+        let (primary, replica, sentinels) = tokio::task::spawn_blocking(move || {
             let options = testkit::RedisOptions {
                 password: Some(password.into()),
                 ..Default::default()
@@ -641,7 +641,7 @@ async fn redis_gate_checks_sentinel_quorum_eviction_policy_and_plaintext() {
         let _op = InProcess::start(&c).await;
         let mut spec = spec(nginx(), &prom.address, "1h", "1m");
         spec["gates"]["redis"] = json!({
-            "secretRef": "redis-credentials", "requireSentinelQuorum": true,
+            "secretRef": "redis-credentials", "requireSentinelQuorum": true, "requireReplica": true,
             "maxmemoryPolicy": "noeviction", "plaintextPort": primary.port(), "noData": "fail"
         });
         c.create_cp("promo", spec).await;
@@ -672,8 +672,34 @@ async fn redis_gate_checks_sentinel_quorum_eviction_policy_and_plaintext() {
             "{s}"
         );
 
-        // An evicting policy: that row fails, naming the policy.
-        primary
+        eventually(LIMIT, "redis.replica to pass", || async {
+            let s = c.status("promo").await;
+            (row(&s, "redis.replica")["state"] == "Passing").then_some(())
+        })
+        .await;
+
+        // A failover: the probe follows the Sentinels to the new primary (the URL's host is a
+        // replica now) and every row describes it.
+        let old = primary.port();
+        sentinels[0].cli(&["SENTINEL", "FAILOVER", "primary"]).unwrap();
+        let s = eventually(LIMIT, "the rows to describe the new primary", || async {
+            let s = c.status("promo").await;
+            let quorum = row(&s, "redis.sentinelQuorum")["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let follows = quorum.contains(&format!("127.0.0.1:{} as primary", replica.port()));
+            (follows && row(&s, "redis.replica")["state"] == "Passing").then_some(s)
+        })
+        .await;
+        assert_eq!(row(&s, "redis.maxmemoryPolicy")["state"], "Passing", "{s}");
+        eprintln!(
+            "failover from :{old} to :{}: every row on the new primary",
+            replica.port()
+        );
+
+        // An evicting policy on the primary in service: that row fails, naming the policy.
+        replica
             .cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
             .unwrap();
         let s = eventually(LIMIT, "redis.maxmemoryPolicy to fail", || async {

@@ -167,6 +167,22 @@ impl Target {
         })
     }
 
+    /// The same connection settings (TLS, credentials, database) at another host and port.
+    fn at(&self, host: String, port: u16) -> ConnectionInfo {
+        let addr = match self.info.addr() {
+            ConnectionAddr::TcpTls {
+                insecure, tls_params, ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        self.info.clone().set_addr(addr)
+    }
+
     fn tls(&self) -> bool {
         matches!(self.info.addr(), ConnectionAddr::TcpTls { .. })
     }
@@ -261,6 +277,25 @@ pub async fn probe(
     window: Duration,
 ) -> BTreeMap<String, Reading> {
     let rows = &checks.rows;
+    // With Sentinels the primary is whoever they name now: after a failover the URL's host is
+    // a replica, and the rows describe the Redis the canary actually writes to.
+    let located;
+    let target = match &target.sentinels {
+        Some(sentinels) => match current_primary(sentinels).await {
+            Ok((host, port)) => {
+                located = Target {
+                    info: target.at(host, port),
+                    ..target.clone()
+                };
+                &located
+            }
+            Err(e) => {
+                let reading = Reading::Error(format!("no primary from the Sentinels: {e}"));
+                return rows.iter().map(|r| (r.gate(), reading.clone())).collect();
+            }
+        },
+        None => target,
+    };
     let mut connection = match target.connect(target.info.clone()).await {
         Ok(c) => c,
         Err(e) => {
@@ -399,32 +434,67 @@ async fn plaintext_refused(target: &Target, port: u16) -> Reading {
     }
 }
 
+/// A plaintext connection to one Sentinel.
+async fn sentinel_connection(sentinels: &Sentinels, address: &str) -> Result<MultiplexedConnection, String> {
+    let mut settings = RedisConnectionInfo::default();
+    if let Some(password) = &sentinels.password {
+        settings = settings.set_password(password.clone());
+    }
+    let info = format!("redis://{address}")
+        .into_connection_info()
+        .map_err(|_| format!("sentinel {address}: not host:port"))?
+        .set_redis_settings(settings);
+    let plain = Target {
+        info: info.clone(),
+        ca_pem: None,
+        sentinels: None,
+    };
+    plain
+        .connect(info)
+        .await
+        .map_err(|e| format!("sentinel {address}: {e}"))
+}
+
+async fn primary_named_by(
+    connection: &mut MultiplexedConnection,
+    sentinels: &Sentinels,
+    address: &str,
+) -> Result<Option<(String, String)>, String> {
+    redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(&sentinels.master_name)
+        .query_async(connection)
+        .await
+        .map_err(|e| format!("sentinel {address}: {}", describe(&e)))
+}
+
+/// The primary as the first Sentinel that knows it says.
+async fn current_primary(sentinels: &Sentinels) -> Result<(String, u16), String> {
+    let mut last = "no Sentinel listed".to_owned();
+    for address in &sentinels.addresses {
+        let named = match sentinel_connection(sentinels, address).await {
+            Ok(mut connection) => primary_named_by(&mut connection, sentinels, address).await,
+            Err(e) => Err(e),
+        };
+        match named {
+            Ok(Some((host, port))) => {
+                if let Ok(port) = port.parse() {
+                    return Ok((host, port));
+                }
+                last = format!("sentinel {address}: port {port:?}");
+            }
+            Ok(None) => last = format!("sentinel {address} does not know {:?}", sentinels.master_name),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// The Sentinels must all answer and name one primary, and have the quorum to fail over.
 async fn sentinel_quorum(sentinels: &Sentinels) -> Reading {
     let ask = |address: String| async move {
-        let mut settings = RedisConnectionInfo::default();
-        if let Some(password) = &sentinels.password {
-            settings = settings.set_password(password.clone());
-        }
-        let info = format!("redis://{address}")
-            .into_connection_info()
-            .map_err(|_| format!("sentinel {address}: not host:port"))?
-            .set_redis_settings(settings);
-        let plain = Target {
-            info: info.clone(),
-            ca_pem: None,
-            sentinels: None,
-        };
-        let mut connection = plain
-            .connect(info)
-            .await
-            .map_err(|e| format!("sentinel {address}: {e}"))?;
-        let primary: Option<(String, String)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(&sentinels.master_name)
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| format!("sentinel {address}: {}", describe(&e)))?;
+        let mut connection = sentinel_connection(sentinels, &address).await?;
+        let primary = primary_named_by(&mut connection, sentinels, &address).await?;
         let quorum: Result<String, _> = redis::cmd("SENTINEL")
             .arg("ckquorum")
             .arg(&sentinels.master_name)
