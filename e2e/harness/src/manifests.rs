@@ -256,12 +256,22 @@ async fn create_namespace(client: &Client, name: &str) -> Result<()> {
 
 /// The Secret the Redis gate connects with: the API's own `rediss://` URL (password included)
 /// and the CA that signed the server certificate.
-pub async fn create_redis_secret(client: &Client, url: &str, ca_file: &Path) -> Result<()> {
+/// The primary's name in Sentinel, when the scenario runs Sentinels.
+pub const REDIS_MASTER_NAME: &str = "scholarship-redis";
+
+/// The operator's Redis gate Secret: the primary's URL and CA, and the Sentinels when there
+/// are any (the probe then follows them to the current primary).
+pub async fn create_redis_secret(client: &Client, url: &str, ca_file: &Path, sentinels: &[String]) -> Result<()> {
     let ca = std::fs::read_to_string(ca_file).map_err(HarnessError::io(format!("read {}", ca_file.display())))?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let mut data = json!({"url": url, "ca.crt": ca});
+    if !sentinels.is_empty() {
+        data["sentinels"] = json!(sentinels.join(","));
+        data["masterName"] = json!(REDIS_MASTER_NAME);
+    }
     let secret = typed(
         REDIS_SECRET,
-        json!({"metadata": {"name": REDIS_SECRET, "namespace": NAMESPACE}, "stringData": {"url": url, "ca.crt": ca}}),
+        json!({"metadata": {"name": REDIS_SECRET, "namespace": NAMESPACE}, "stringData": data}),
     )?;
     secrets.create(&PostParams::default(), &secret).await?;
     Ok(())

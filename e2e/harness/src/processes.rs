@@ -103,6 +103,8 @@ pub struct ApiSettings {
     pub redis_url: String,
     /// The CA that signed Redis's certificate.
     pub redis_ca_file: PathBuf,
+    /// `host:port` of the Sentinels to find the primary through (none: the URL's host).
+    pub redis_sentinels: Vec<String>,
     pub log_dir: PathBuf,
 }
 
@@ -131,6 +133,12 @@ impl ApiProcess {
             .args(["--shutdown-drain-ms", "0", "--shutdown-grace-seconds", "2"])
             .arg("--insecure-no-auth")
             .env("LOG_FILTER", "warn");
+        if !settings.redis_sentinels.is_empty() {
+            command
+                .arg("--redis-sentinels")
+                .arg(settings.redis_sentinels.join(","))
+                .args(["--redis-master-name", crate::manifests::REDIS_MASTER_NAME]);
+        }
         let child = spawn(command, &log)?;
         let probe = if expect_ready { "readyz" } else { "healthz" };
         wait_until_ok(

@@ -65,6 +65,9 @@ pub struct ScenarioConfig {
     pub scrape_interval: Duration,
     /// Keep the directory with every process's log after the run.
     pub keep_logs: bool,
+    /// Run three Sentinels over the Redis primary and its replica; both API processes and the
+    /// operator's Redis probe find the primary through them (see [`Stack::redis_failover`]).
+    pub redis_sentinels: bool,
 }
 
 impl ScenarioConfig {
@@ -83,6 +86,7 @@ impl ScenarioConfig {
             rollout_delay: Duration::from_millis(1500),
             scrape_interval: s(1),
             keep_logs: false,
+            redis_sentinels: false,
         }
     }
 }
@@ -101,6 +105,7 @@ pub struct Stack {
     prometheus: testkit::Prometheus,
     _redis: testkit::RedisServer,
     _redis_replica: testkit::RedisServer,
+    sentinels: Vec<testkit::Sentinel>,
     _postgres: testkit::Postgres,
     client: Client,
     kubectl: testkit::kube::Kubectl,
@@ -119,6 +124,14 @@ impl std::fmt::Debug for Stack {
             .field("ingress", &self.ingress.addr)
             .field("log_dir", &self.log_dir)
             .finish_non_exhaustive()
+    }
+}
+
+fn not_ready(what: &str, limit: Duration) -> HarnessError {
+    HarnessError::NotReady {
+        what: what.to_owned(),
+        limit,
+        detail: String::new(),
     }
 }
 
@@ -207,7 +220,27 @@ impl Stack {
             Ok((primary, replica, tls))
         })
         .await?;
-        manifests::create_redis_secret(&client, &redis.url(), &redis_tls.ca_cert).await?;
+        let sentinels = if config.redis_sentinels {
+            let (primary, tls) = (redis.port(), redis_tls.clone());
+            blocking("three Redis Sentinels", move || {
+                (0..3)
+                    .map(|_| {
+                        testkit::Sentinel::start_with(
+                            manifests::REDIS_MASTER_NAME,
+                            primary,
+                            2,
+                            Some(REDIS_PASSWORD),
+                            Some(&tls),
+                        )
+                    })
+                    .collect::<std::io::Result<Vec<_>>>()
+            })
+            .await?
+        } else {
+            Vec::new()
+        };
+        let sentinel_addresses: Vec<String> = sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port())).collect();
+        manifests::create_redis_secret(&client, &redis.url(), &redis_tls.ca_cert, &sentinel_addresses).await?;
         progress(&format!(
             "PostgreSQL on 127.0.0.1:{}, Redis (TLS, AUTH) on 127.0.0.1:{} with a replica on 127.0.0.1:{}; \
              Secret redis-credentials for the operator's Redis gate",
@@ -220,6 +253,7 @@ impl Stack {
             database_url,
             redis_url: redis.url(),
             redis_ca_file: redis_tls.ca_cert.clone(),
+            redis_sentinels: sentinel_addresses,
             log_dir: log_dir.clone(),
         };
         let stable_api = ApiProcess::start(&config.binaries.api, "stable", &api_settings, true).await?;
@@ -336,6 +370,7 @@ impl Stack {
             prometheus,
             _redis: redis,
             _redis_replica: redis_replica,
+            sentinels,
             _postgres: postgres,
             client,
             kubectl,
@@ -346,6 +381,53 @@ impl Stack {
             log_dir,
             _scratch: scratch,
         })
+    }
+
+    /// The Redis primary as the Sentinels name it (`host:port`), with Sentinels running.
+    pub fn redis_primary(&self) -> Option<String> {
+        let answer = self
+            .sentinels
+            .first()?
+            .cli(&["SENTINEL", "get-master-addr-by-name", manifests::REDIS_MASTER_NAME])
+            .ok()?;
+        let mut lines = answer.lines();
+        Some(format!("{}:{}", lines.next()?, lines.next()?))
+    }
+
+    /// A Sentinel-driven failover of Redis (`SENTINEL FAILOVER`), once the replica is in sync
+    /// and known to the Sentinels; returns the old and the new primary once they changed.
+    pub async fn redis_failover(&self, limit: Duration) -> Result<(String, String)> {
+        let sentinel = self
+            .sentinels
+            .first()
+            .ok_or_else(|| not_ready("a Sentinel (set ScenarioConfig::redis_sentinels)", limit))?;
+        let replica = self._redis_replica.port().to_string();
+        let deadline = Instant::now() + limit;
+        let before = loop {
+            let known = sentinel
+                .cli(&["SENTINEL", "replicas", manifests::REDIS_MASTER_NAME])
+                .unwrap_or_default();
+            let synced = self._redis_replica.cli(&["INFO", "replication"]).unwrap_or_default();
+            if known.contains(&replica) && synced.contains("master_link_status:up") {
+                break self.redis_primary().unwrap_or_default();
+            }
+            if Instant::now() > deadline {
+                return Err(not_ready("the replica, in sync and known to the Sentinels,", limit));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        sentinel
+            .cli(&["SENTINEL", "FAILOVER", manifests::REDIS_MASTER_NAME])
+            .map_err(HarnessError::io("SENTINEL FAILOVER"))?;
+        loop {
+            match self.redis_primary() {
+                Some(now) if now != before => return Ok((before, now)),
+                _ if Instant::now() > deadline => {
+                    return Err(not_ready("a new primary named by the Sentinels", limit));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// The cluster-admin kubeconfig of this stack's API server.

@@ -191,3 +191,50 @@ async fn a_canary_that_turns_slow_is_rolled_back_by_the_latency_criterion_withou
     eprintln!("slow canary exposed to users: {took:?}");
     assert!(took < Duration::from_secs(50), "{took:?}: {rendered}");
 }
+
+/// A Redis failover (Sentinel; TLS and AUTH on every Redis) while the canary carries traffic:
+/// both tracks follow the Sentinels to the new primary, not one request fails on either, the
+/// operator's Redis probe follows too, and nothing rolls back (no criterion's window is
+/// reached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_failover_during_the_canary_costs_no_5xx_and_no_rollback() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    canary_e2e::install_crypto_provider();
+    canary_e2e::init_logging("warn");
+    let mut config = ScenarioConfig::demo(binaries());
+    config.redis_sentinels = true;
+    config.timeout = Duration::from_secs(180);
+    let timeout = config.timeout;
+    let (failover, report) = tokio::time::timeout(timeout + Duration::from_secs(60), async {
+        let stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
+        // Once the canary carries real traffic (its second step), fail Redis over.
+        let deadline = Instant::now() + timeout;
+        while stack.promotion_status().await.unwrap()["weight"].as_u64().unwrap_or(0) < 30 {
+            assert!(Instant::now() < deadline, "the canary never reached 30 %");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let at = stack.elapsed();
+        let (from, to) = stack.redis_failover(Duration::from_secs(60)).await.unwrap();
+        let failover = format!("Redis primary {from} → {to}, {:.1} s into the run", at.as_secs_f64());
+        eprintln!("{failover}");
+        stack.wait_for_terminal_phase(timeout).await;
+        (failover, stack.finish().await.unwrap())
+    })
+    .await
+    .expect("the scenario finished within its timeout and a minute");
+    let rendered = report.render();
+    eprintln!("{rendered}\n{failover}");
+    assert_eq!(report.phase, "Promoted", "{rendered}");
+    assert_eq!(report.canary_weights_seen(), [10, 30, 60, 100], "{rendered}");
+    assert_eq!(
+        report.ingress_totals.failures(),
+        0,
+        "5xx through the ingress: {rendered}"
+    );
+    assert_eq!(report.load.server_errors(), 0, "{rendered}");
+    assert_eq!(report.load.transport_errors, 0, "{rendered}");
+    assert!(
+        !report.events.iter().any(|e| e.reason.starts_with("Rollback")),
+        "{rendered}"
+    );
+}

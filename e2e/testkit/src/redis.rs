@@ -130,6 +130,18 @@ pub struct Sentinel {
 
 impl Sentinel {
     pub fn start(master_name: &str, primary_port: u16, quorum: u32, password: Option<&str>) -> io::Result<Self> {
+        Self::start_with(master_name, primary_port, quorum, password, None)
+    }
+
+    /// The same for a TLS-only primary: the Sentinel itself listens in plaintext on loopback,
+    /// and speaks TLS to the primary and its replicas (`tls-replication yes`).
+    pub fn start_with(
+        master_name: &str,
+        primary_port: u16,
+        quorum: u32,
+        password: Option<&str>,
+        tls: Option<&TlsFiles>,
+    ) -> io::Result<Self> {
         let dir = scratch_dir("testkit-sentinel-")?.keep();
         remove_at_exit(dir.clone());
         let port = free_port();
@@ -143,6 +155,14 @@ impl Sentinel {
         );
         if let Some(password) = password {
             config.push_str(&format!("sentinel auth-pass {master_name} {password}\n"));
+        }
+        if let Some(tls) = tls {
+            config.push_str(&format!(
+                "tls-replication yes\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n",
+                tls.server_cert.display(),
+                tls.server_key.display(),
+                tls.ca_cert.display()
+            ));
         }
         // Sentinel rewrites its configuration file, so it must be writable.
         let path = dir.join("sentinel.conf");
