@@ -117,6 +117,7 @@ pub async fn keep_fresh(state: SharedState) {
             }
         }
         state.catalogue.set(None);
+        state.applications.set_live(false);
         state.metrics.catalogue_in_memory.set(0);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -129,12 +130,18 @@ async fn listen(state: &SharedState, backoff: &mut Duration) -> Result<(), sqlx:
     // A connection of its own, outside the pool: it is held for the life of the process and
     // must not count as a pool connection in use (`db_pool_connections`).
     let mut listener = PgListener::connect(state.config.database.database_url.as_str()).await?;
-    listener.listen(CHANNEL).await?;
+    listener
+        .listen_all([CHANNEL, crate::application_cache::CHANNEL])
+        .await?;
     // Loaded after LISTEN: a write committed in between is both in the load and notified.
     reload(state).await?;
+    state.applications.set_live(true);
     *backoff = Duration::from_millis(200);
     loop {
         match tokio::time::timeout(PING_EVERY, listener.try_recv()).await {
+            Ok(Ok(Some(n))) if n.channel() == crate::application_cache::CHANNEL => {
+                state.applications.invalidate(n.payload().parse().ok());
+            }
             Ok(Ok(Some(_))) => reload(state).await?,
             Ok(Ok(None)) => return Ok(()),
             Ok(Err(e)) => return Err(e),

@@ -3,6 +3,7 @@
 //! [`app`] builds the whole HTTP surface from a [`state::AppState`]; [`serve`] runs it with
 //! the start-up tasks (migrations, housekeeping) and graceful shutdown.
 
+pub mod application_cache;
 pub mod auth;
 pub mod catalogue;
 pub mod config;

@@ -34,6 +34,8 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     /// The catalogue in memory, while PostgreSQL's change feed is up.
     pub catalogue: crate::catalogue::Catalogue,
+    /// Applications read back by their owners, while the same change feed is up.
+    pub applications: crate::application_cache::ApplicationCache,
 }
 
 /// Readiness inputs that are not a live probe: migrations done, shutdown begun.
@@ -141,6 +143,7 @@ impl AppState {
             model,
             lifecycle: Lifecycle::default(),
             catalogue: crate::catalogue::Catalogue::default(),
+            applications: crate::application_cache::ApplicationCache::default(),
         })
     }
 }

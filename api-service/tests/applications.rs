@@ -204,3 +204,53 @@ async fn applications_are_read_back_and_unknown_ids_are_404() {
     let r = app.get("/api/v1/applications/123").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Read back from memory while PostgreSQL's change feed is up, and every change made outside
+/// the API (a status set by the back office, a deletion) shows within moments.
+#[tokio::test]
+async fn read_backs_follow_changes_made_in_the_database() {
+    let app = TestApp::start().await;
+    let scholarship = open_scholarship(&app).await;
+    let created: Value = post(&app, Some("cache-1"), &form(&scholarship, "Cached essay."))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/applications/{}", created["id"].as_str().unwrap());
+    let wait = |want: &'static str| {
+        let (app, path) = (&app, path.clone());
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            loop {
+                let r = app.get(&path).await;
+                let got = match r.status() {
+                    StatusCode::OK => r.json::<Value>().await.unwrap()["status"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    other => other.as_u16().to_string(),
+                };
+                if got == want {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "read back {got}, want {want}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first: Value = app.get(&path).await.json().await.unwrap();
+    let again: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(first, again);
+    let status = first["status"].as_str().unwrap().to_owned();
+    assert_ne!(status, "accepted");
+    app.sql(&format!(
+        "UPDATE applications SET status = 'accepted' WHERE id = '{}'",
+        created["id"].as_str().unwrap()
+    ));
+    wait("accepted").await;
+    app.sql(&format!(
+        "DELETE FROM applications WHERE id = '{}'",
+        created["id"].as_str().unwrap()
+    ));
+    wait("404").await;
+}

@@ -1,10 +1,9 @@
 //! `POST /api/v1/applications` (idempotent) and `GET /api/v1/applications/{id}`.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -204,10 +203,29 @@ pub async fn get_one(
     State(state): State<SharedState>,
     caller: Caller,
     Path(raw_id): Path<String>,
-) -> Result<Json<Application>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
-    store::get_application(&state.db, &caller.principal, id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no application with id {id}")))
+    let cache = &state.applications;
+    let body = match cache.get(&caller.principal, id) {
+        Some(body) => body,
+        None => {
+            let read_at = cache.generation();
+            let application = store::get_application(&state.db, &caller.principal, id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no application with id {id}")))?;
+            let body = axum::body::Bytes::from(serde_json::to_vec(&application).unwrap_or_default());
+            if let Some(read_at) = read_at {
+                cache.insert(&caller.principal, id, body.clone(), read_at);
+            }
+            body
+        }
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
