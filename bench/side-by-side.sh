@@ -51,14 +51,24 @@ report() { # label wrk-output
   echo "$rps" > $D/last.rps
 }
 # --- the project
-$BIN/scholarship-api --listen 127.0.0.1:$APORT --database-url postgres://postgres@127.0.0.1:$PGPORT/bench \
-  --redis-url redis://127.0.0.1:$RPORT --jwks-url http://127.0.0.1:$JPORT/jwks.json --jwt-issuer peer-idp --jwt-audience scholarship-api \
-  --rate-limits catalogue=1000000000/1m,applications=1000000000/1m,default=1000000000/1m --preauth-limit 1000000000/1s \
-  --shutdown-drain-ms 0 --log-filter warn >$D/api.log 2>&1 & API=$!; pids+=($API)
-until curl -fs 127.0.0.1:$APORT/readyz >/dev/null 2>&1; do sleep 0.2; done
+start_api() {
+  $BIN/scholarship-api --listen 127.0.0.1:$APORT --database-url postgres://postgres@127.0.0.1:$PGPORT/bench \
+    --redis-url redis://127.0.0.1:$RPORT --jwks-url http://127.0.0.1:$JPORT/jwks.json --jwt-issuer peer-idp --jwt-audience scholarship-api \
+    --rate-limits catalogue=1000000000/1m,applications=1000000000/1m,default=1000000000/1m --preauth-limit 1000000000/1s \
+    --shutdown-drain-ms 0 --log-filter warn >>$D/api.log 2>&1 & API=$!; pids+=($API)
+  until curl -fs 127.0.0.1:$APORT/readyz >/dev/null 2>&1; do sleep 0.2; done
+}
+start_api
 $PY $here/prepare.py http://127.0.0.1:$APORT $D/k1.pem $D/ids.txt $D/apps.txt
 fresh; report "project public" "$(PUBLIC=1 IDS=$D/ids.txt $WRK -s $here/project.lua http://127.0.0.1:$APORT)"; pp=$(cat $D/last.rps)
 fresh; report "project authed" "$(IDS=$D/ids.txt TOKENS=$D/tokens.txt APPS=$D/apps.txt WRK_THREADS=2 $WRK -s $here/project.lua http://127.0.0.1:$APORT)"; pa=$(cat $D/last.rps)
+# --- the same at about half of each maximum: every one of the 50 connections pauses between
+# requests (wrk's delay()), so the latency is measured below saturation.
+pause() { python3 -c "print(max(0, int(50 * 1000 / ($1 / 2)) - 1))"; }
+# A fresh process: the tokens are used again, and its own jti cache must not remember them.
+kill $API; wait $API 2>/dev/null || true; start_api
+fresh; report "project public ½" "$(DELAY_MS=$(pause $pp) PUBLIC=1 IDS=$D/ids.txt $WRK -s $here/project.lua http://127.0.0.1:$APORT)"
+fresh; report "project authed ½" "$(DELAY_MS=$(pause $pa) IDS=$D/ids.txt TOKENS=$D/tokens.txt APPS=$D/apps.txt WRK_THREADS=2 $WRK -s $here/project.lua http://127.0.0.1:$APORT)"
 kill $API; wait $API 2>/dev/null || true
 # --- the peer (the cores are free again)
 psql -q -h 127.0.0.1 -p $PGPORT -U postgres -d bench <<'SQL'
