@@ -9,7 +9,7 @@ pub mod rate_limit;
 pub mod redis;
 pub mod replay;
 pub mod scrape;
-mod secret;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::future::Future;

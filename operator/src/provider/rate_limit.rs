@@ -13,7 +13,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::pods::{Pod, ProbeRun, ProbeTargets, pick_two};
 use super::scrape;
-use super::secret::SecretKeys;
+use super::secret::{SecretError, SecretKeys};
 
 /// Bound of each request of the burst.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -94,7 +94,7 @@ impl StepResults {
 
 /// The Secret's `testerToken`: the burst must count as tester traffic, or its 429s and
 /// requests would move the canary's own SLIs.
-pub async fn tester_token(client: &Client, namespace: &str, check: &RateLimitCheck) -> Result<String, String> {
+pub async fn tester_token(client: &Client, namespace: &str, check: &RateLimitCheck) -> Result<String, SecretError> {
     SecretKeys::read(client, namespace, &check.secret)
         .await?
         .required(super::replay::keys::TESTER_TOKEN)

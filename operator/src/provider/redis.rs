@@ -29,7 +29,7 @@ use kube::Client;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
-use super::secret::SecretKeys;
+use super::secret::{SecretError, SecretKeys};
 
 /// Round trips in one latency burst.
 const BURST: usize = 20;
@@ -121,7 +121,7 @@ impl Target {
         namespace: &str,
         name: &str,
         sentinels_required: bool,
-    ) -> Result<Target, String> {
+    ) -> Result<Target, SecretError> {
         let secret = SecretKeys::read(client, namespace, name).await?;
         let url = secret.required(keys::URL)?;
         let (username, password) = (secret.text(keys::USERNAME)?, secret.text(keys::PASSWORD)?);

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::pods::{Pod, ProbeRun, ProbeTargets, pick_two};
 use super::scrape;
-use super::secret::SecretKeys;
+use super::secret::{SecretError, SecretKeys};
 
 /// Bound of the token request, of each probe request and of each metrics read.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -58,7 +58,7 @@ pub struct Credentials {
 
 impl Credentials {
     /// Reads the Secret `name`; the error names the Secret and the key, never a value.
-    pub async fn from_secret(client: &Client, namespace: &str, name: &str) -> Result<Credentials, String> {
+    pub async fn from_secret(client: &Client, namespace: &str, name: &str) -> Result<Credentials, SecretError> {
         let secret = SecretKeys::read(client, namespace, name).await?;
         let token_url = secret.required(keys::TOKEN_URL)?;
         // The client secret travels in the request: plaintext only where nothing is on the wire.

@@ -7,6 +7,19 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
+/// Why a probe's Secret gave no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The Secret is missing, or lacks a key or a usable value: the spec names something to
+    /// fix (ReferencesResolved=False).
+    #[error("{0}")]
+    Unusable(String),
+    /// The API server could not say (a timeout, a 5xx): this round has no reading, nothing
+    /// is wrong with the spec.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 pub struct SecretKeys {
     /// `namespace/name`, for messages.
     id: String,
@@ -14,14 +27,14 @@ pub struct SecretKeys {
 }
 
 impl SecretKeys {
-    pub async fn read(client: &Client, namespace: &str, name: &str) -> Result<SecretKeys, String> {
+    pub async fn read(client: &Client, namespace: &str, name: &str) -> Result<SecretKeys, SecretError> {
         let id = format!("{namespace}/{name}");
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let secret = secrets
             .get_opt(name)
             .await
-            .map_err(|e| format!("secret {id}: {e}"))?
-            .ok_or_else(|| format!("secret {id} not found"))?;
+            .map_err(|e| SecretError::Unavailable(format!("secret {id}: {e}")))?
+            .ok_or_else(|| SecretError::Unusable(format!("secret {id} not found")))?;
         Ok(SecretKeys {
             id,
             data: secret.data.unwrap_or_default(),
@@ -34,7 +47,7 @@ impl SecretKeys {
 
     /// The key's value as text, trimmed (a trailing newline from `kubectl create secret
     /// --from-file` is never part of a URL or a credential).
-    pub fn text(&self, key: &str) -> Result<Option<String>, String> {
+    pub fn text(&self, key: &str) -> Result<Option<String>, SecretError> {
         self.data
             .get(key)
             .map(|v| {
@@ -45,14 +58,14 @@ impl SecretKeys {
             .transpose()
     }
 
-    pub fn required(&self, key: &str) -> Result<String, String> {
+    pub fn required(&self, key: &str) -> Result<String, SecretError> {
         self.text(key)?
             .filter(|v| !v.is_empty())
             .ok_or_else(|| self.problem(&format!("has no key {key:?}")))
     }
 
     /// `secret <namespace>/<name>: <what>`.
-    pub fn problem(&self, what: &str) -> String {
-        format!("secret {}: {what}", self.id)
+    pub fn problem(&self, what: &str) -> SecretError {
+        SecretError::Unusable(format!("secret {}: {what}", self.id))
     }
 }

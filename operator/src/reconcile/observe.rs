@@ -11,6 +11,7 @@ use super::{Context, Error};
 use crate::crd::CanaryPromotion;
 use crate::provider::prometheus::PrometheusProvider;
 use crate::provider::scrape::ScrapeProvider;
+use crate::provider::secret::SecretError;
 use crate::provider::{MetricProvider, Readings, Wanted, rate_limit, redis, replay, window_for};
 
 /// Upper bound of one pod scrape (`--prometheus-timeout` if shorter).
@@ -122,6 +123,20 @@ enum Probed {
     },
 }
 
+impl Probed {
+    /// A probe whose Secret gave no credentials: its gates read as errors, and only a Secret
+    /// that is missing or incomplete (not an API server that could not answer) is reported
+    /// as an unresolved reference.
+    fn without_secret(field: &'static str, gates: Vec<String>, error: SecretError) -> Probed {
+        match error {
+            SecretError::Unusable(reason) => Probed::Unresolved { field, gates, reason },
+            SecretError::Unavailable(reason) => {
+                Probed::Read(gates.into_iter().map(|g| (g, Reading::Error(reason.clone()))).collect())
+            }
+        }
+    }
+}
+
 /// The rate-limit gate's reading: one burst per step, its conclusive verdict kept for the rest
 /// of the step (an inconclusive one is retried next interval).
 async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted) -> Probed {
@@ -140,13 +155,7 @@ async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted:
     }
     let tester = match rate_limit::tester_token(&ctx.client, ns, check).await {
         Ok(tester) => tester,
-        Err(reason) => {
-            return Probed::Unresolved {
-                field: "gates.rateLimit.probe.secretRef",
-                gates: vec![gate],
-                reason,
-            };
-        }
+        Err(e) => return Probed::without_secret("gates.rateLimit.probe.secretRef", vec![gate], e),
     };
     let (run, window_reset) = rate_limit::probe(&ctx.client, &ctx.http, ns, check, &tester).await;
     ctx.metrics.record_probe("rateLimit", run.took, run.requests);
@@ -167,13 +176,7 @@ async fn probe_replay(ctx: &Context, ns: &str, wanted: &Wanted) -> Probed {
     let gate = canary_core::plan::REPLAY_GATE.to_owned();
     let credentials = match replay::Credentials::from_secret(&ctx.client, ns, &check.secret).await {
         Ok(c) => c,
-        Err(reason) => {
-            return Probed::Unresolved {
-                field: "gates.replayProtection.probe.secretRef",
-                gates: vec![gate],
-                reason,
-            };
-        }
+        Err(e) => return Probed::without_secret("gates.replayProtection.probe.secretRef", vec![gate], e),
     };
     let run = replay::probe(&ctx.client, &ctx.http, ns, check, &credentials).await;
     ctx.metrics.record_probe("replay", run.took, run.requests);
@@ -193,11 +196,11 @@ async fn probe_redis(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wan
                 .into_iter()
                 .collect(),
         ),
-        Err(reason) => Probed::Unresolved {
-            field: "gates.redis.secretRef",
-            gates: checks.rows.iter().map(|row| row.gate()).collect(),
-            reason,
-        },
+        Err(e) => Probed::without_secret(
+            "gates.redis.secretRef",
+            checks.rows.iter().map(|row| row.gate()).collect(),
+            e,
+        ),
     }
 }
 
@@ -294,4 +297,23 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
         stable,
         unresolved,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_or_incomplete_secret_is_an_unresolved_reference() {
+        let gates = || vec![canary_core::plan::REPLAY_GATE.to_owned()];
+        let missing = Probed::without_secret("f", gates(), SecretError::Unusable("secret a/b not found".into()));
+        assert!(matches!(missing, Probed::Unresolved { field: "f", .. }));
+        match Probed::without_secret("f", gates(), SecretError::Unavailable("secret a/b: timeout".into())) {
+            Probed::Read(rows) => assert_eq!(
+                rows,
+                vec![(gates().remove(0), Reading::Error("secret a/b: timeout".into()))]
+            ),
+            _ => panic!("an API server that could not answer is no spec problem"),
+        }
+    }
 }
