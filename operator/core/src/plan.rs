@@ -191,10 +191,8 @@ impl Plan {
         if m.prometheus.is_some() == m.scrape.is_some() {
             return Err(invalid("metrics", "exactly one of prometheus or scrape must be set"));
         }
-        if let Some(s) = &m.scrape
-            && s.port.is_some() == s.port_name.is_some()
-        {
-            return Err(invalid("metrics.scrape", "exactly one of port or portName must be set"));
+        if let Some(s) = &m.scrape {
+            one_port("metrics.scrape", s.port, s.port_name.as_deref())?;
         }
         if let Some(p) = &m.prometheus
             && let Some(key) = p.labels.keys().find(|k| !is_extra_label(k))
@@ -402,12 +400,7 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
     }
     if let Some(replay) = &spec.gates.replay_protection {
         let probe = &replay.probe;
-        if probe.port.is_some() == probe.port_name.is_some() {
-            return Err(invalid(
-                "gates.replayProtection.probe",
-                "exactly one of port or portName must be set",
-            ));
-        }
+        one_port("gates.replayProtection.probe", probe.port, probe.port_name.as_deref())?;
         // The probe reads 1 when every expectation held (one pod accepted, the other refused
         // with token_replayed, its counter rose) and 0 otherwise.
         push(
@@ -421,12 +414,7 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
     }
     if let Some(limit) = &spec.gates.rate_limit {
         let probe = &limit.probe;
-        if probe.port.is_some() == probe.port_name.is_some() {
-            return Err(invalid(
-                "gates.rateLimit.probe",
-                "exactly one of port or portName must be set",
-            ));
-        }
+        one_port("gates.rateLimit.probe", probe.port, probe.port_name.as_deref())?;
         if !(4..=2000).contains(&probe.max_requests) {
             return Err(invalid("gates.rateLimit.probe.maxRequests", "must be in 4..2000"));
         }
@@ -510,6 +498,14 @@ fn compile_criteria(spec: &PromotionSpec) -> Result<Vec<CriterionSpec>, SpecErro
         });
     }
     Ok(criteria)
+}
+
+/// Pods are reached on a port number or on an EndpointSlice port name, never both.
+fn one_port(field: &str, port: Option<u16>, port_name: Option<&str>) -> Result<(), SpecError> {
+    if port.is_some() == port_name.is_some() {
+        return Err(invalid(field, "exactly one of port or portName must be set"));
+    }
+    Ok(())
 }
 
 /// A label the spec may add to the built-in queries: a Prometheus label name, not reserved

@@ -403,7 +403,7 @@ async fn maxmemory_policy(connection: &mut MultiplexedConnection, want: &str) ->
     }
 }
 
-/// Redis must not answer plaintext on `port` of the URL's host. Only a Redis reply (even
+/// Redis must not answer plaintext on `port` of the primary's host. Only a Redis reply (even
 /// `NOAUTH`) proves the port open; a refused or reset connection, or bytes that are not RESP,
 /// prove it closed to plaintext clients.
 async fn plaintext_refused(target: &Target, port: u16) -> Reading {

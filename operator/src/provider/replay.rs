@@ -61,15 +61,7 @@ impl Credentials {
     pub async fn from_secret(client: &Client, namespace: &str, name: &str) -> Result<Credentials, SecretError> {
         let secret = SecretKeys::read(client, namespace, name).await?;
         let token_url = secret.required(keys::TOKEN_URL)?;
-        // The client secret travels in the request: plaintext only where nothing is on the wire.
-        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|prefix| {
-                token_url
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
-            });
-        if !(token_url.starts_with("https://") || loopback) {
+        if !safe_token_url(&token_url) {
             return Err(secret.problem("key tokenUrl must be an https:// URL (the client secret is sent to it)"));
         }
         Ok(Credentials {
@@ -127,6 +119,22 @@ async fn json_field(response: reqwest::Response, field: &str) -> String {
         .ok()
         .and_then(|body| body[field].as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// The client secret travels in the token request: `https://`, or plaintext only where
+/// nothing is on the wire (a loopback address or `localhost`).
+fn safe_token_url(raw: &str) -> bool {
+    reqwest::Url::parse(raw).is_ok_and(|url| match (url.scheme(), url.host_str()) {
+        ("https", Some(_)) => true,
+        ("http", Some(host)) => {
+            host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    })
 }
 
 /// How a pod answered the probe's token.
@@ -276,4 +284,32 @@ fn refused(pod: &Pod, status: u16, code: &str) -> String {
         "{pod} refused the probe's fresh token ({status}, {code}): check the probe identity \
          (audience, scope) against the API's JWT settings"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_secret_goes_over_tls_or_stays_on_the_machine() {
+        for ok in [
+            "https://idp.example/oauth2/token",
+            "http://127.0.0.1:8080/token",
+            "http://127.0.0.2/token",
+            "http://[::1]:9000/token",
+            "http://localhost/token",
+        ] {
+            assert!(safe_token_url(ok), "{ok}");
+        }
+        for refused in [
+            "http://idp.example/token",
+            "http://127.0.0.1.evil.example/token",
+            "http://localhost@idp.example/token",
+            "http://10.0.0.1/token",
+            "ftp://127.0.0.1/token",
+            "not a url",
+        ] {
+            assert!(!safe_token_url(refused), "{refused}");
+        }
+    }
 }

@@ -97,21 +97,21 @@ async fn read_metrics(
     let mut unresolved = Vec::new();
     for probed in [redis, replay, rate_limit] {
         match probed {
-            Probed::Read(rows) => readings.gates.extend(rows),
-            Probed::Unresolved { field, gates, reason } => {
+            ProbeOutcome::Read(rows) => readings.gates.extend(rows),
+            ProbeOutcome::Unresolved { field, gates, reason } => {
                 readings
                     .gates
                     .extend(gates.into_iter().map(|g| (g, Reading::Error(reason.clone()))));
                 unresolved.push(format!("spec.{field}: {reason}"));
             }
-            Probed::NotAsked => {}
+            ProbeOutcome::NotAsked => {}
         }
     }
     (readings, Some(unresolved))
 }
 
 /// What one of the operator's probes gave.
-enum Probed {
+enum ProbeOutcome {
     NotAsked,
     Read(Vec<(String, Reading)>),
     /// Its Secret is missing or lacks a key: its gates read as errors, and status says
@@ -123,15 +123,15 @@ enum Probed {
     },
 }
 
-impl Probed {
+impl ProbeOutcome {
     /// A probe whose Secret gave no credentials: its gates read as errors, and only a Secret
     /// that is missing or incomplete (not an API server that could not answer) is reported
     /// as an unresolved reference.
-    fn without_secret(field: &'static str, gates: Vec<String>, error: SecretError) -> Probed {
+    fn without_secret(field: &'static str, gates: Vec<String>, error: SecretError) -> ProbeOutcome {
         match error {
-            SecretError::Unusable(reason) => Probed::Unresolved { field, gates, reason },
+            SecretError::Unusable(reason) => ProbeOutcome::Unresolved { field, gates, reason },
             SecretError::Unavailable(reason) => {
-                Probed::Read(gates.into_iter().map(|g| (g, Reading::Error(reason.clone()))).collect())
+                ProbeOutcome::Read(gates.into_iter().map(|g| (g, Reading::Error(reason.clone()))).collect())
             }
         }
     }
@@ -139,23 +139,23 @@ impl Probed {
 
 /// The rate-limit gate's reading: one burst per step, its conclusive verdict kept for the rest
 /// of the step (an inconclusive one is retried next interval).
-async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted) -> Probed {
+async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted) -> ProbeOutcome {
     let Some(check) = wanted.rate_limit.as_ref() else {
-        return Probed::NotAsked;
+        return ProbeOutcome::NotAsked;
     };
     let gate = canary_core::plan::RATE_LIMIT_GATE.to_owned();
     // Until the step has started there is no step to probe once for.
     let Some((status, started)) = cp.status.as_ref().and_then(|s| Some((s, s.step_started_at?))) else {
-        return Probed::Read(Vec::new());
+        return ProbeOutcome::Read(Vec::new());
     };
     let step = format!("{}@{}", status.current_step, started.to_rfc3339());
     let key = history_key(cp);
     if let Some(reading) = ctx.rate_limits.get(&key, &step, Instant::now()) {
-        return Probed::Read(vec![(gate, reading)]);
+        return ProbeOutcome::Read(vec![(gate, reading)]);
     }
     let tester = match rate_limit::tester_token(&ctx.client, ns, check).await {
         Ok(tester) => tester,
-        Err(e) => return Probed::without_secret("gates.rateLimit.probe.secretRef", vec![gate], e),
+        Err(e) => return ProbeOutcome::without_secret("gates.rateLimit.probe.secretRef", vec![gate], e),
     };
     let (run, window_reset) = rate_limit::probe(&ctx.client, &ctx.http, ns, check, &tester).await;
     ctx.metrics.record_probe("rateLimit", run.took, run.requests);
@@ -165,38 +165,38 @@ async fn probe_rate_limit(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted:
         let until = (*value < 1.0).then(|| Instant::now() + window_reset.unwrap_or_default() + Duration::from_secs(1));
         ctx.rate_limits.put(&key, &step, run.reading.clone(), until);
     }
-    Probed::Read(vec![(gate, run.reading)])
+    ProbeOutcome::Read(vec![(gate, run.reading)])
 }
 
 /// The replay-protection gate's reading, from the operator's own probe of two pods.
-async fn probe_replay(ctx: &Context, ns: &str, wanted: &Wanted) -> Probed {
+async fn probe_replay(ctx: &Context, ns: &str, wanted: &Wanted) -> ProbeOutcome {
     let Some(check) = wanted.replay.as_ref() else {
-        return Probed::NotAsked;
+        return ProbeOutcome::NotAsked;
     };
     let gate = canary_core::plan::REPLAY_GATE.to_owned();
     let credentials = match replay::Credentials::from_secret(&ctx.client, ns, &check.secret).await {
         Ok(c) => c,
-        Err(e) => return Probed::without_secret("gates.replayProtection.probe.secretRef", vec![gate], e),
+        Err(e) => return ProbeOutcome::without_secret("gates.replayProtection.probe.secretRef", vec![gate], e),
     };
     let run = replay::probe(&ctx.client, &ctx.http, ns, check, &credentials).await;
     ctx.metrics.record_probe("replay", run.took, run.requests);
     tracing::debug!(took = ?run.took, requests = run.requests, reading = ?run.reading, "replay probe");
-    Probed::Read(vec![(gate, run.reading)])
+    ProbeOutcome::Read(vec![(gate, run.reading)])
 }
 
 /// The Redis gate's rows, probed by the operator itself (credentials from the spec's Secret).
-async fn probe_redis(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted, window: Duration) -> Probed {
+async fn probe_redis(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted, window: Duration) -> ProbeOutcome {
     let Some(checks) = &wanted.redis else {
-        return Probed::NotAsked;
+        return ProbeOutcome::NotAsked;
     };
     match redis::Target::from_secret(&ctx.client, ns, &checks.secret, checks.needs_sentinels()).await {
-        Ok(target) => Probed::Read(
+        Ok(target) => ProbeOutcome::Read(
             redis::probe(&target, checks, &ctx.evictions, &history_key(cp), window)
                 .await
                 .into_iter()
                 .collect(),
         ),
-        Err(e) => Probed::without_secret(
+        Err(e) => ProbeOutcome::without_secret(
             "gates.redis.secretRef",
             checks.rows.iter().map(|row| row.gate()).collect(),
             e,
@@ -306,10 +306,10 @@ mod tests {
     #[test]
     fn only_a_missing_or_incomplete_secret_is_an_unresolved_reference() {
         let gates = || vec![canary_core::plan::REPLAY_GATE.to_owned()];
-        let missing = Probed::without_secret("f", gates(), SecretError::Unusable("secret a/b not found".into()));
-        assert!(matches!(missing, Probed::Unresolved { field: "f", .. }));
-        match Probed::without_secret("f", gates(), SecretError::Unavailable("secret a/b: timeout".into())) {
-            Probed::Read(rows) => assert_eq!(
+        let missing = ProbeOutcome::without_secret("f", gates(), SecretError::Unusable("secret a/b not found".into()));
+        assert!(matches!(missing, ProbeOutcome::Unresolved { field: "f", .. }));
+        match ProbeOutcome::without_secret("f", gates(), SecretError::Unavailable("secret a/b: timeout".into())) {
+            ProbeOutcome::Read(rows) => assert_eq!(
                 rows,
                 vec![(gates().remove(0), Reading::Error("secret a/b: timeout".into()))]
             ),
