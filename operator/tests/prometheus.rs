@@ -53,10 +53,11 @@ fn exposition(t: f64) -> String {
     s.push_str("db_pool_connections{track=\"canary\",state=\"in_use\"} 6\n");
     s.push_str("db_pool_connections{track=\"canary\",state=\"idle\"} 2\n");
     s.push_str("# TYPE db_pool_max_connections gauge\ndb_pool_max_connections{track=\"canary\"} 10\n");
-    // Recommendations: 4/s from the model, 1/s fallback, and 5/s with the model disabled,
-    // which are not failures: the fallback rate is 1 / (4 + 1) = 0.2.
+    // Recommendations: 3/s from the model, 1/s fallback (timed out), 1/s error (refused by
+    // the model: the rule-based ranking all the same), and 5/s with the model disabled, which
+    // are not failures: the fallback rate is (1 + 1) / (3 + 1 + 1) = 0.4.
     s.push_str("# TYPE openai_requests_total counter\n");
-    for (outcome, per_sec) in [("ok", 4.0), ("fallback", 1.0), ("disabled", 5.0)] {
+    for (outcome, per_sec) in [("ok", 3.0), ("fallback", 1.0), ("error", 1.0), ("disabled", 5.0)] {
         s.push_str(&format!(
             "openai_requests_total{{track=\"canary\",outcome=\"{outcome}\"}} {}\n",
             c(per_sec)
@@ -151,7 +152,7 @@ async fn builtin_slis_no_data_and_errors_against_real_prometheus() {
         // A counter that does not exist is zero errors, not missing data...
         assert_eq!(value(&c["limiterRedisErrors"]), 0.0);
         assert!(
-            close(value(&c["openaiFallbackRate"]), 0.2, 0.01),
+            close(value(&c["openaiFallbackRate"]), 0.4, 0.01),
             "model disabled is left out: {:?}",
             c["openaiFallbackRate"]
         );

@@ -14,13 +14,17 @@ use tokio::task::JoinHandle;
 
 use crate::error::Result;
 
-/// The catalogue queries sent, in turn.
-const PATHS: [&str; 4] = [
+/// The catalogue queries sent, in turn, unless a config says otherwise.
+pub const CATALOGUE_PATHS: [&str; 4] = [
     "/api/v1/scholarships?page_size=5",
     "/api/v1/scholarships?level=masters&page_size=5",
     "/api/v1/scholarships?field_of_study=computer-science&page_size=10",
     "/api/v1/scholarships?page_size=20",
 ];
+
+/// A student's recommendations: the model-assisted path.
+pub const RECOMMENDATIONS_PATH: &str =
+    "/api/v1/recommendations?gpa=3.6&level=masters&field_of_study=computer-science&residency=US&limit=5";
 
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -37,6 +41,8 @@ pub struct LoadConfig {
     /// Simulated distinct client addresses.
     pub clients: u32,
     pub request_timeout: Duration,
+    /// Paths (with query) sent in turn.
+    pub paths: Vec<String>,
 }
 
 impl LoadConfig {
@@ -49,6 +55,7 @@ impl LoadConfig {
             max_in_flight: 64,
             clients: 500,
             request_timeout: Duration::from_secs(5),
+            paths: CATALOGUE_PATHS.map(str::to_owned).to_vec(),
         }
     }
 }
@@ -176,7 +183,10 @@ async fn generate(
 }
 
 fn build_request(client: &reqwest::Client, config: &LoadConfig, n: u64) -> reqwest::RequestBuilder {
-    let path = PATHS[(n % PATHS.len() as u64) as usize];
+    let path = config
+        .paths
+        .get((n % config.paths.len().max(1) as u64) as usize)
+        .map_or("/", String::as_str);
     let client_id = (n % u64::from(config.clients.max(1))) as u32;
     let address = format!("10.42.{}.{}", client_id / 250, client_id % 250 + 1);
     client

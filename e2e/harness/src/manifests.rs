@@ -126,7 +126,9 @@ fn promotion_values(plan: &PromotionPlan) -> Value {
         },
         "rollback": [
             {"metric": "errorRate5xx", "above": 0.05, "for": "20s"},
-            {"metric": "p95LatencyMs", "above": 1000, "for": "30s"}
+            {"metric": "p95LatencyMs", "above": 1000, "for": "30s"},
+            // The runbook's model fallback ratio (5 %); no data while no model is asked.
+            {"metric": "openaiFallbackRate", "above": 0.05, "for": "30s"}
         ],
         // 30 s + the interval fits; status.rollbackBound adds the operator's metric window.
         "rollbackWithin": "45s",

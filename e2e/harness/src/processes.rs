@@ -45,8 +45,13 @@ impl Binaries {
     }
 }
 
+/// Opened for appending: a process restarted on the same log keeps its first life's lines.
 fn log_file(path: &Path) -> Result<std::fs::File> {
-    std::fs::File::create(path).map_err(HarnessError::io(format!("create {}", path.display())))
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(HarnessError::io(format!("open {}", path.display())))
 }
 
 fn spawn(mut command: Command, log: &Path) -> Result<ManagedChild> {
@@ -91,7 +96,10 @@ pub struct ApiProcess {
     pub track: &'static str,
     pub addr: SocketAddr,
     pub log: PathBuf,
-    _child: ManagedChild,
+    binary: PathBuf,
+    settings: ApiSettings,
+    expect_ready: bool,
+    child: ManagedChild,
 }
 
 /// How to start an API process; both tracks share the database and Redis, as the two
@@ -105,6 +113,8 @@ pub struct ApiSettings {
     pub redis_ca_file: PathBuf,
     /// `host:port` of the Sentinels to find the primary through (none: the URL's host).
     pub redis_sentinels: Vec<String>,
+    /// `--openai-base-url` (none: rule-based recommendations only).
+    pub openai_base_url: Option<String>,
     pub log_dir: PathBuf,
 }
 
@@ -115,6 +125,44 @@ impl ApiProcess {
     pub async fn start(binary: &Path, track: &'static str, settings: &ApiSettings, expect_ready: bool) -> Result<Self> {
         let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
         let log = settings.log_dir.join(format!("api-{track}.log"));
+        let child = Self::run(binary, track, addr, settings, &log, expect_ready).await?;
+        Ok(Self {
+            track,
+            addr,
+            log,
+            binary: binary.to_path_buf(),
+            settings: settings.clone(),
+            expect_ready,
+            child,
+        })
+    }
+
+    /// Kills the process (SIGKILL: no drain, in-flight requests cut), then, after `down`,
+    /// starts it again on the same address, as a kubelet restarts a pod's container; returns
+    /// once the new process is ready.
+    pub async fn kill_and_restart(&mut self, down: Duration) -> Result<()> {
+        self.child.kill();
+        tokio::time::sleep(down).await;
+        self.child = Self::run(
+            &self.binary,
+            self.track,
+            self.addr,
+            &self.settings,
+            &self.log,
+            self.expect_ready,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn run(
+        binary: &Path,
+        track: &str,
+        addr: SocketAddr,
+        settings: &ApiSettings,
+        log: &Path,
+        expect_ready: bool,
+    ) -> Result<ManagedChild> {
         let mut command = Command::new(binary);
         command
             .arg("--listen")
@@ -139,21 +187,19 @@ impl ApiProcess {
                 .arg(settings.redis_sentinels.join(","))
                 .args(["--redis-master-name", crate::manifests::REDIS_MASTER_NAME]);
         }
-        let child = spawn(command, &log)?;
+        if let Some(url) = &settings.openai_base_url {
+            command.arg("--openai-base-url").arg(url);
+        }
+        let child = spawn(command, log)?;
         let probe = if expect_ready { "readyz" } else { "healthz" };
         wait_until_ok(
             &format!("http://{addr}/{probe}"),
             &format!("scholarship-api ({track})"),
-            &log,
+            log,
             Duration::from_secs(60),
         )
         .await?;
-        Ok(Self {
-            track,
-            addr,
-            log,
-            _child: child,
-        })
+        Ok(child)
     }
 }
 

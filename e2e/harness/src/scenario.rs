@@ -20,6 +20,7 @@ use crate::ingress::{IngressConfig, IngressStandIn};
 use crate::kubelet::{KubeletConfig, KubeletStandIn};
 use crate::load::{LoadConfig, LoadGenerator};
 use crate::manifests::{self, NAMESPACE, PROMOTION, PromotionPlan};
+use crate::model::ModelStandIn;
 use crate::processes::{ApiProcess, ApiSettings, Binaries, OperatorProcess, OperatorSettings};
 use crate::slow_link::SlowLink;
 
@@ -68,6 +69,11 @@ pub struct ScenarioConfig {
     /// Run three Sentinels over the Redis primary and its replica; both API processes and the
     /// operator's Redis probe find the primary through them (see [`Stack::redis_failover`]).
     pub redis_sentinels: bool,
+    /// Run a model stand-in for recommendations (see [`Stack::model`]) and send a share of the
+    /// load to `GET /api/v1/recommendations`.
+    pub model: bool,
+    /// The promotion's `progressDeadline`.
+    pub progress_deadline: Duration,
 }
 
 impl ScenarioConfig {
@@ -87,6 +93,8 @@ impl ScenarioConfig {
             scrape_interval: s(1),
             keep_logs: false,
             redis_sentinels: false,
+            model: false,
+            progress_deadline: s(120),
         }
     }
 }
@@ -100,6 +108,7 @@ pub struct Stack {
     kubelet: KubeletStandIn,
     ingress: IngressStandIn,
     canary_api: ApiProcess,
+    model: Option<ModelStandIn>,
     _slow_link: Option<SlowLink>,
     stable_api: ApiProcess,
     prometheus: testkit::Prometheus,
@@ -249,11 +258,22 @@ impl Stack {
             redis_replica.port()
         ));
 
+        let model = if config.model {
+            let model = ModelStandIn::start().await?;
+            progress(&format!(
+                "model stand-in (OpenAI chat completions) on {}",
+                model.base_url()
+            ));
+            Some(model)
+        } else {
+            None
+        };
         let api_settings = ApiSettings {
             database_url,
             redis_url: redis.url(),
             redis_ca_file: redis_tls.ca_cert.clone(),
             redis_sentinels: sentinel_addresses,
+            openai_base_url: model.as_ref().map(ModelStandIn::base_url),
             log_dir: log_dir.clone(),
         };
         let stable_api = ApiProcess::start(&config.binaries.api, "stable", &api_settings, true).await?;
@@ -318,6 +338,9 @@ impl Stack {
             config.timeout + Duration::from_secs(30),
         );
         load_config.max_in_flight = 32;
+        if config.model {
+            load_config.paths.push(crate::load::RECOMMENDATIONS_PATH.to_owned());
+        }
         let load = LoadGenerator::start(load_config)?;
         progress(&format!(
             "ingress stand-in on {} following Ingress {}/{}; load {} req/s",
@@ -349,7 +372,7 @@ impl Stack {
             interval: config.interval,
             prometheus: prometheus.url(),
             min_samples: config.min_samples,
-            progress_deadline: Duration::from_secs(120),
+            progress_deadline: config.progress_deadline,
         };
         manifests::create_promotion(&client, &plan, &log_dir).await?;
         let timeline = Arc::new(Mutex::new(Vec::new()));
@@ -365,6 +388,7 @@ impl Stack {
             kubelet,
             ingress,
             canary_api,
+            model,
             _slow_link: slow_link,
             stable_api,
             prometheus,
@@ -428,6 +452,20 @@ impl Stack {
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+
+    /// The model stand-in, with [`ScenarioConfig::model`].
+    pub fn model(&self) -> Option<&ModelStandIn> {
+        self.model.as_ref()
+    }
+
+    /// Kills the canary's API process and starts it again on the same address after `down`
+    /// (a pod's container killed and restarted by its kubelet); returns how long the canary
+    /// did not answer, from the kill to ready again.
+    pub async fn kill_and_restart_canary(&mut self, down: Duration) -> Result<Duration> {
+        let killed = Instant::now();
+        self.canary_api.kill_and_restart(down).await?;
+        Ok(killed.elapsed())
     }
 
     /// The cluster-admin kubeconfig of this stack's API server.

@@ -238,3 +238,170 @@ async fn a_redis_failover_during_the_canary_costs_no_5xx_and_no_rollback() {
         "{rendered}"
     );
 }
+
+/// Waits (bounded by `deadline`) until the canary carries `percent` of the traffic.
+async fn wait_for_weight(stack: &Stack, percent: u64, deadline: Instant) {
+    while stack.promotion_status().await.unwrap()["weight"].as_u64().unwrap_or(0) < percent {
+        assert!(Instant::now() < deadline, "the canary never reached {percent} %");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for the rollback criterion on `metric` to see a breach and then clear it, bounded by
+/// `limit`; returns how long status showed the breach. The rollback must not start meanwhile.
+async fn breach_seen_and_cleared(stack: &Stack, metric: &str, limit: Duration) -> Duration {
+    let deadline = Instant::now() + limit;
+    let mut seen: Option<Instant> = None;
+    loop {
+        let status = stack.promotion_status().await.unwrap();
+        let phase = status["phase"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            !phase.starts_with("Roll"),
+            "{metric}: rolled back on a breach shorter than its window: {status}"
+        );
+        let breached = status["rollback"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["metric"] == metric))
+            .is_some_and(|c| c["breachSince"].is_string());
+        match (seen, breached) {
+            (None, true) => seen = Some(Instant::now()),
+            (Some(since), false) => return since.elapsed(),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{metric}: breach seen: {}, not cleared within {limit:?}: {status}",
+            seen.is_some()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The runbook's game day at the canary's first two steps (Sentinel, TLS and AUTH on Redis; a
+/// model stand-in behind recommendations): the canary's process is killed and restarted, Redis
+/// fails over, the model is throttled for a few seconds and then for good. Each fault gets its
+/// expected verdict: the restart costs a few 502s at the ingress and no rollback, the failover
+/// costs nothing, the short throttle breaches the model fallback criterion for less than its
+/// window (no rollback), and the lasting throttle rolls the canary back on that criterion
+/// once, and only once, its 30 s window is reached. Recommendations stay answered
+/// (rule-based) throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn game_day_every_fault_gets_its_verdict_and_only_a_lasting_model_throttle_rolls_back() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    canary_e2e::install_crypto_provider();
+    canary_e2e::init_logging("warn");
+    let s = Duration::from_secs;
+    let mut config = ScenarioConfig::demo(binaries());
+    config.redis_sentinels = true;
+    config.model = true;
+    config.steps = vec![(10, s(20)), (30, s(150)), (100, s(5))];
+    config.progress_deadline = s(240);
+    config.timeout = s(240);
+    let timeout = config.timeout;
+    let mut log = Vec::new();
+    let (throttled_at, failures_after_restart, model_calls, report) = tokio::time::timeout(timeout + s(60), async {
+        let mut stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
+        let deadline = Instant::now() + timeout;
+
+        // 1. At 10 %, the canary's pod is killed and its container restarted a second later.
+        wait_for_weight(&stack, 10, deadline).await;
+        tokio::time::sleep(s(4)).await;
+        let at = stack.elapsed();
+        let down = stack.kill_and_restart_canary(s(1)).await.unwrap();
+        let failures = stack.ingress().totals();
+        // The requests the dead process never got are the ingress's 502s, not the API's: its
+        // own counters restart from zero and show no error at all, so the SLIs stay green.
+        tokio::time::sleep(s(5)).await;
+        let status = stack.promotion_status().await.unwrap();
+        assert_eq!(status["phase"], "Progressing", "after the restart: {status}");
+        log.push(format!(
+            "{:.1} s: canary killed, answering again after {:.1} s: {} requests failed at the ingress \
+             (502, canary only); the API's own metrics saw none: no rollback",
+            at.as_secs_f64(),
+            down.as_secs_f64(),
+            failures.canary.status_5xx + failures.canary.transport_errors,
+        ));
+
+        // 2. At 30 %, Redis fails over.
+        wait_for_weight(&stack, 30, deadline).await;
+        let at = stack.elapsed();
+        let (from, to) = stack.redis_failover(s(60)).await.unwrap();
+        log.push(format!("{:.1} s: Redis primary {from} → {to}", at.as_secs_f64()));
+
+        // 3. The model is throttled for 4 s: a breach shorter than the 30 s window.
+        let model = stack.model().unwrap();
+        let at = stack.elapsed();
+        model.set_throttled(true);
+        tokio::time::sleep(s(4)).await;
+        model.set_throttled(false);
+        let breach = breach_seen_and_cleared(&stack, "openaiFallbackRate", s(60)).await;
+        log.push(format!(
+            "{:.1} s: model throttled for 4 s; openaiFallbackRate breached for {:.1} s (window 30 s): no rollback",
+            at.as_secs_f64(),
+            breach.as_secs_f64()
+        ));
+        let status = stack.promotion_status().await.unwrap();
+        assert_eq!(status["weight"], 30, "still at the second step: {status}");
+
+        // 4. The model is throttled for good.
+        let throttled_at = stack.elapsed();
+        model.set_throttled(true);
+        log.push(format!("{:.1} s: model throttled for good", throttled_at.as_secs_f64()));
+        stack
+            .wait_for_terminal_phase(deadline.saturating_duration_since(Instant::now()))
+            .await;
+        let model_calls = (model.answered(), model.refused());
+        (throttled_at, failures, model_calls, stack.finish().await.unwrap())
+    })
+    .await
+    .expect("the game day finished within its timeout and a minute");
+    let rendered = report.render();
+    let log = log.join("\n");
+    eprintln!("{rendered}\n{log}");
+
+    assert_eq!(report.phase, "RolledBack", "{rendered}\n{log}");
+    let message = report.status["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("rollback: openaiFallbackRate "), "{rendered}");
+    assert_eq!(report.canary_weights_seen(), [10, 30], "{rendered}");
+    assert_eq!(report.stable_image.as_deref(), Some(STABLE_IMAGE), "{rendered}");
+    assert_eq!(report.segments.last().unwrap().weight.weight, 0, "{rendered}");
+    // The rollback came once the window was reached, not before, and not much after: the
+    // breach shows within an interval, the metric window and a scrape.
+    let rolling_back = report
+        .timeline
+        .iter()
+        .find(|c| c.phase.starts_with("Roll"))
+        .expect("a rollback phase in the timeline")
+        .at;
+    let took = rolling_back.saturating_sub(throttled_at);
+    eprintln!("model throttled for good → rollback started: {took:?}");
+    assert!(took >= s(30), "{took:?}: {rendered}\n{log}");
+    assert!(took < s(50), "{took:?}: {rendered}\n{log}");
+    // Graceful: the stable track never failed, and after the restart neither did the canary
+    // (the failover and the throttle cost no 5xx); recommendations were answered throughout.
+    assert_eq!(report.ingress_totals.stable.status_5xx, 0, "{rendered}");
+    assert_eq!(report.ingress_totals.stable.transport_errors, 0, "{rendered}");
+    assert_eq!(
+        report.ingress_totals.failures(),
+        failures_after_restart.failures(),
+        "failures after the restart: {rendered}\n{log}"
+    );
+    assert_eq!(report.load.transport_errors, 0, "{rendered}");
+    assert_eq!(
+        report.load.server_errors(),
+        failures_after_restart.failures(),
+        "{rendered}"
+    );
+    let (answered, refused) = model_calls;
+    assert!(
+        answered > 0 && refused > 0,
+        "model answered {answered}, refused {refused}"
+    );
+    assert!(
+        !report
+            .events
+            .iter()
+            .any(|e| e.reason == "RollbackStarted" && !e.note.contains("openaiFallbackRate")),
+        "{rendered}"
+    );
+}

@@ -387,8 +387,9 @@ pub struct SliGates {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
     pub rate_limited429: Option<String>,
-    /// Share of recommendation requests answered by the fallback ranking instead of the model
-    /// (requests with the model disabled left out), e.g. "< 0.05".
+    /// Share of recommendation requests answered by the fallback ranking instead of the model:
+    /// it timed out, answered something unusable or refused (e.g. throttled); requests with
+    /// the model disabled left out. E.g. "< 0.05".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
     pub openai_fallback_rate: Option<String>,

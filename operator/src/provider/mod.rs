@@ -30,7 +30,7 @@ pub enum Sli {
     RateLimited429,
     /// Limiter Redis errors in the window (a count).
     LimiterRedisErrors,
-    /// Share of OpenAI requests answered by the fallback.
+    /// Share of model asks answered by the rule-based fallback (timed out, unusable, refused).
     OpenaiFallbackRate,
     /// Worst pod's DB pool utilisation (in use / max).
     DbPoolUtilization,

@@ -54,9 +54,10 @@ pub fn builtin_query(sli: Sli, series: &str, window: Duration) -> String {
         Sli::LimiterRedisErrors => {
             format!(r#"sum(increase(limiter_redis_errors_total{{{t}}}[{w}])) or vector(0)"#)
         }
-        // With the model switched off every answer is the fallback by design, not a failure.
+        // With the model switched off every answer is the fallback by design, not a failure;
+        // `error` (the model refused, e.g. throttled) serves the fallback ranking too.
         Sli::OpenaiFallbackRate => format!(
-            r#"(sum(rate(openai_requests_total{{{t},outcome="fallback"}}[{w}])) or vector(0)) / sum(rate(openai_requests_total{{{t},outcome!="disabled"}}[{w}]))"#
+            r#"(sum(rate(openai_requests_total{{{t},outcome=~"fallback|error"}}[{w}])) or vector(0)) / sum(rate(openai_requests_total{{{t},outcome!="disabled"}}[{w}]))"#
         ),
         Sli::DbPoolUtilization => {
             format!(

@@ -57,10 +57,12 @@ impl PodCounters {
                     }
                 }
                 "limiter_redis_errors_total" => c.redis_errors += v,
-                // With the model switched off every answer is the fallback by design.
+                // With the model switched off every answer is the fallback by design; a model
+                // that timed out, answered nonsense or refused (`error`, e.g. a 429) leaves the
+                // student the rule-based ranking all the same.
                 "openai_requests_total" if s.label("outcome") != Some("disabled") => {
                     c.openai += v;
-                    if s.label("outcome") == Some("fallback") {
+                    if matches!(s.label("outcome"), Some("fallback" | "error")) {
                         c.openai_fallback += v;
                     }
                 }
@@ -290,6 +292,7 @@ db_pool_connections{{state="idle",track="canary"}} 7
 db_pool_max_connections{{track="canary"}} 10
 openai_requests_total{{outcome="ok",track="canary"}} 40
 openai_requests_total{{outcome="fallback",track="canary"}} 10
+openai_requests_total{{outcome="error",track="canary"}} 5
 openai_requests_total{{outcome="disabled",track="canary"}} 500
 redis_command_duration_seconds_bucket{{command="evalsha",le="0.001",track="canary"}} {requests_200}
 redis_command_duration_seconds_bucket{{command="evalsha",le="+Inf",track="canary"}} {requests_200}
@@ -308,8 +311,8 @@ redis_command_duration_seconds_bucket{{command="evalsha",le="+Inf",track="canary
         assert_eq!(c.utilization(), Some(0.3));
         assert_eq!(
             (c.openai, c.openai_fallback),
-            (50.0, 10.0),
-            "the model disabled is no fallback"
+            (55.0, 15.0),
+            "a refused model call is a fallback, the model disabled is none"
         );
         assert_eq!(c.redis_buckets, vec![(0.001, 100.0), (INF, 100.0)]);
     }
@@ -343,9 +346,9 @@ redis_command_duration_seconds_bucket{{command="evalsha",le="+Inf",track="canary
         close(Sli::RateLimited429, 0.1);
         // 140 of 150 within 0.22 s: rank 142.5 is in the +Inf bucket → 0.22.
         close(Sli::P95LatencyMs, 220.0);
-        // OpenAI counters did not move on a; b restarted: 10 fallbacks of 50 (the 500 with the
-        // model disabled left out).
-        close(Sli::OpenaiFallbackRate, 0.2);
+        // OpenAI counters did not move on a; b restarted: 10 fallbacks and 5 errors of 55 (the
+        // 500 with the model disabled left out).
+        close(Sli::OpenaiFallbackRate, 15.0 / 55.0);
         let mut idle = WindowTotals::default();
         idle.add(&now_a.since(&now_a));
         assert_eq!(idle.value(Sli::OpenaiFallbackRate), None, "0/0 is no data");
