@@ -731,6 +731,120 @@ async fn redis_gate_checks_sentinel_quorum_eviction_policy_and_plaintext() {
     .await;
 }
 
+/// The runbook's Redis faults made one at a time on a healthy TLS + AUTH primary with a
+/// replica: authentication switched off, latency injected (`CLIENT PAUSE` every 40 ms), keys
+/// evicted. Each time exactly that row fails, with the value read, and every other row stays
+/// green in the same probe round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gate_fails_exactly_the_row_whose_fault_is_made() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        let redis = tokio::task::spawn_blocking(|| redis_setup(true)).await.unwrap();
+        redis_scene(&c, Some(&redis), &redis.primary.url()).await;
+        let _op = InProcess::start(&c).await;
+        let mut spec = spec(nginx(), &prom.address, "1h", "1m");
+        spec["gates"]["redis"] = json!({
+            "secretRef": "redis-credentials", "requireTls": true, "requireAuth": true, "requireReplica": true,
+            "p95LatencyMs": "< 10", "evictedKeys": "== 0", "noData": "fail"
+        });
+        c.create_cp("promo", spec).await;
+        let rows = [
+            "redis.tls",
+            "redis.auth",
+            "redis.replica",
+            "redis.p95LatencyMs",
+            "redis.evictedKeys",
+        ];
+        // Waits for `failing` to fail; every other row must pass in that same status.
+        let only = |failing: &'static str| {
+            let c = &c;
+            async move {
+                let s = eventually(LIMIT, failing, || async {
+                    let s = c.status("promo").await;
+                    (gate_row(&s, failing)["state"] == "Failing").then_some(s)
+                })
+                .await;
+                for row in rows.iter().filter(|r| **r != failing) {
+                    assert_eq!(
+                        gate_row(&s, row)["state"],
+                        "Passing",
+                        "{row} while {failing} fails: {s}"
+                    );
+                }
+                gate_row(&s, failing)
+            }
+        };
+        let all_pass = || async {
+            eventually(LIMIT, "every row passing", || async {
+                let s = c.status("promo").await;
+                rows.iter().all(|r| gate_row(&s, r)["state"] == "Passing").then_some(())
+            })
+            .await
+        };
+        all_pass().await;
+
+        // Authentication off: the probe's AUTH is refused, yet Redis answers anyone.
+        redis.primary.cli(&["CONFIG", "SET", "requirepass", ""]).unwrap();
+        let row = only("redis.auth").await;
+        assert_eq!(row["value"], 0.0, "{row}");
+        assert!(
+            row["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("answers without credentials"),
+            "{row}"
+        );
+        redis
+            .primary
+            .cli(&["CONFIG", "SET", "requirepass", "probe-s3cret"])
+            .unwrap();
+        all_pass().await;
+
+        // Latency: every 40 ms all clients are paused for 30 ms.
+        let mut pauses = redis.primary.cli_command();
+        pauses.args(["-r", "-1", "-i", "0.04", "CLIENT", "PAUSE", "30", "ALL"]);
+        pauses.stdout(std::process::Stdio::null());
+        let pauses = testkit::ManagedChild::spawn(pauses, libc::SIGKILL).unwrap();
+        let row = only("redis.p95LatencyMs").await;
+        assert!(row["value"].as_f64().unwrap_or_default() >= 10.0, "{row}");
+        drop(pauses);
+        all_pass().await;
+
+        // Evictions: an evicting policy and a memory cap just above what Redis holds, then
+        // writes past it.
+        redis
+            .primary
+            .cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-random"])
+            .unwrap();
+        let used: u64 = redis
+            .primary
+            .cli(&["INFO", "memory"])
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        let cap = (used + (2 << 20)).to_string();
+        redis.primary.cli(&["CONFIG", "SET", "maxmemory", &cap]).unwrap();
+        for batch in 0..6 {
+            let prefix = format!("fill:{batch}:");
+            redis
+                .primary
+                .cli(&[
+                    "EVAL",
+                    "for i = 1, 2000 do redis.call('SET', KEYS[1] .. i, string.rep('x', 1000)) end",
+                    "1",
+                    &prefix,
+                ])
+                .unwrap();
+        }
+        let row = only("redis.evictedKeys").await;
+        assert!(row["value"].as_f64().unwrap_or_default() > 0.0, "{row}");
+    })
+    .await;
+}
+
 /// Figure for the docs: how long from a Redis fault (the replica dies) to its row failing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_gate_sees_a_lost_replica_within_an_interval() {

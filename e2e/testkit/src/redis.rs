@@ -99,6 +99,17 @@ impl RedisServer {
 
     /// Runs one command through `redis-cli` and returns its raw output.
     pub fn cli(&self, args: &[&str]) -> io::Result<String> {
+        let out = self.cli_command().args(args).output()?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()))
+        }
+    }
+
+    /// `redis-cli` connected to this server (TLS and password included), for a caller to add
+    /// the command and run or spawn it.
+    pub fn cli_command(&self) -> Command {
         let mut command = Command::new("redis-cli");
         command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
         if let Some(password) = &self.options.password {
@@ -107,12 +118,7 @@ impl RedisServer {
         if let Some(tls) = &self.options.tls {
             command.arg("--tls").arg("--cacert").arg(&tls.ca_cert);
         }
-        let out = command.args(args).output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()))
-        }
+        command
     }
 
     /// Kills the server outright (SIGKILL), as a crash would.

@@ -4,7 +4,9 @@
 //! * `redis.tls` — 1 when the URL is `rediss://` and the handshake (with the Secret's CA, if
 //!   given) and an authenticated `PING` succeed; 0 for a plaintext URL.
 //! * `redis.auth` — 1 when a `PING` without credentials is refused (`NOAUTH`) while the
-//!   authenticated one answers; 0 when Redis answers anyone.
+//!   authenticated one answers; 0 when Redis answers anyone, also when it refuses the
+//!   Secret's `AUTH` because it has no password configured (the other rows are then measured
+//!   without credentials).
 //! * `redis.replica` — connected replicas of the primary (`INFO replication`).
 //! * `redis.p95LatencyMs` — p95 of a burst of `PING` round trips.
 //! * `redis.fragmentationRatio` — `mem_fragmentation_ratio` (`INFO memory`).
@@ -183,6 +185,11 @@ impl Target {
         self.info.clone().set_addr(addr)
     }
 
+    /// The same address and TLS settings, without credentials.
+    fn anonymous(&self) -> ConnectionInfo {
+        self.info.clone().set_redis_settings(RedisConnectionInfo::default())
+    }
+
     fn tls(&self) -> bool {
         matches!(self.info.addr(), ConnectionAddr::TcpTls { .. })
     }
@@ -296,7 +303,22 @@ pub async fn probe(
         },
         None => target,
     };
-    let mut connection = match target.connect(target.info.clone()).await {
+    // A Redis with authentication switched off refuses the Secret's AUTH ("no password is
+    // configured"): it answers anyone, which is the auth row's failure, not every row's.
+    let mut open_to_anyone = false;
+    let connection = match target.connect(target.info.clone()).await {
+        Err(ConnectError::Redis(e)) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+            match target.connect(target.anonymous()).await {
+                Ok(c) => {
+                    open_to_anyone = true;
+                    Ok(c)
+                }
+                Err(_) => Err(ConnectError::Redis(e)),
+            }
+        }
+        other => other,
+    };
+    let mut connection = match connection {
         Ok(c) => c,
         Err(e) => {
             let reading = Reading::Error(e.to_string());
@@ -307,6 +329,12 @@ pub async fn probe(
     for &row in rows {
         let reading = match row {
             RedisRow::Tls => flag(target.tls()),
+            RedisRow::Auth if open_to_anyone => Reading::Probed {
+                value: 0.0,
+                detail: "Redis answers without credentials: it refused the Secret's AUTH because it has no \
+                         password configured"
+                    .to_owned(),
+            },
             RedisRow::Auth => auth_enforced(target).await,
             RedisRow::Replica => info_field(&mut connection, "replication", "connected_slaves").await,
             RedisRow::P95LatencyMs => latency_p95(&mut connection).await,
@@ -354,8 +382,7 @@ async fn auth_enforced(target: &Target) -> Reading {
     if !target.has_credentials() {
         return flag(false);
     }
-    let anonymous = target.info.clone().set_redis_settings(RedisConnectionInfo::default());
-    match target.connect(anonymous).await {
+    match target.connect(target.anonymous()).await {
         Ok(_) => flag(false),
         // Only the server's own refusal proves auth is enforced; any other failure proves nothing.
         Err(ConnectError::Redis(e)) if e.code() == Some("NOAUTH") => flag(true),
