@@ -9,16 +9,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::api_pod::ApiPod;
 use common::*;
 use kube::api::Api;
 use serde_json::{Value, json};
 use testkit::idp::{Idp, SigningKey};
-use testkit::{ManagedChild, Postgres, RedisOptions, RedisServer, TestHost};
+use testkit::{Postgres, RedisOptions, RedisServer, TestHost};
 
 const PROBE_CLIENT: &str = "canary-probe";
 const PROBE_SECRET: &str = "probe-client-secret";
@@ -26,94 +25,24 @@ const TESTER_TOKEN: &str = "tester-token-for-probes";
 /// A made-up application id: the accepted probe gets a 404, which is past authentication.
 const PROBE_PATH: &str = "/api/v1/applications/00000000-0000-0000-0000-000000000000";
 
-/// The `scholarship-api` binary: `SCHOLARSHIP_API_BIN`, else the one `cargo test --workspace`
-/// built next to this test's profile directory (built here when missing).
-fn api_binary() -> PathBuf {
-    if let Ok(bin) = std::env::var("SCHOLARSHIP_API_BIN") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("scholarship-api");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "scholarship-api", "--bin", "scholarship-api"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p scholarship-api failed");
-    }
-    bin
-}
-
 /// The catalogue's budget in these tests: small, so a burst exhausts it quickly, per 5 s, so
 /// the next step's burst finds a fresh window soon.
 const CATALOGUE_LIMIT: u32 = 12;
 
-/// One API process serving on a port of a test host's address.
-struct ApiPod {
-    ip: std::net::Ipv4Addr,
-    port: u16,
-    _child: ManagedChild,
-    _host: Arc<TestHost>,
-}
-
-impl ApiPod {
-    async fn start(host: &Arc<TestHost>, database_url: &str, redis: &RedisServer, idp: &Idp, extra: &[&str]) -> ApiPod {
-        let host = host.clone();
-        let listener = host.listen(0).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut command = Command::new(api_binary());
-        command
-            .args(["--track", "canary", "--database-url", database_url, "--redis-url"])
-            .arg(redis.url())
-            .args(idp.flags())
-            .args(["--tester-token", TESTER_TOKEN, "--db-max-connections", "4"])
-            .arg("--rate-limits")
-            .arg(format!(
-                "catalogue={CATALOGUE_LIMIT}/5s,applications=10/1m,default=60/1m"
-            ))
-            .args(["--shutdown-drain-ms", "0", "--shutdown-grace-seconds", "1"])
-            .args(extra)
-            .env("LOG_FILTER", "warn");
-        let child = ManagedChild::spawn_with_listener(command, listener, libc::SIGTERM).unwrap();
-        let pod = ApiPod {
-            ip: host.address(),
-            port,
-            _child: child,
-            _host: host,
-        };
-        let ready = format!("{}/readyz", pod.url());
-        eventually(Duration::from_secs(60), "the API pod is ready", || {
-            let ready = ready.clone();
-            async move {
-                let r = reqwest::get(&ready).await.ok()?;
-                r.status().is_success().then_some(())
-            }
-        })
-        .await;
-        pod
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}:{}", self.ip, self.port)
-    }
-
-    /// Sum of a counter's series whose labels contain `matching` (e.g. `principal="tester"`).
-    async fn counter(&self, name: &str, matching: &str) -> f64 {
-        let page = reqwest::get(format!("{}/metrics", self.url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        page.lines()
-            .filter(|l| l.starts_with(name) && l.contains(matching))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
+/// A canary pod of these tests: its database and Redis, trusting the IdP, with the tester
+/// token and a small catalogue budget; `extra` flags last.
+async fn api_pod(host: &Arc<TestHost>, database_url: &str, redis: &RedisServer, idp: &Idp, extra: &[&str]) -> ApiPod {
+    let mut flags: Vec<String> = ["--database-url", database_url, "--redis-url", &redis.url()]
+        .map(str::to_owned)
+        .to_vec();
+    flags.extend(idp.flags());
+    flags.extend(["--tester-token", TESTER_TOKEN, "--db-max-connections", "4"].map(str::to_owned));
+    flags.push("--rate-limits".into());
+    flags.push(format!(
+        "catalogue={CATALOGUE_LIMIT}/5s,applications=10/1m,default=60/1m"
+    ));
+    flags.extend(extra.iter().map(|f| (*f).to_owned()));
+    ApiPod::start(host, "canary", &flags).await
 }
 
 /// The scene: Deployments, the probe's Secret, and one EndpointSlice per pod (port `http`).
@@ -193,10 +122,10 @@ async fn replay_protection_and_the_rate_limit_shared_by_two_canary_pods_pass_and
     let s = services().await;
     let redis = RedisServer::start(RedisOptions::default()).unwrap();
     let (a, b) = futures::join!(
-        ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &[]),
-        ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &[])
+        api_pod(&s.host, &s.database_url, &redis, &s.idp, &[]),
+        api_pod(&s.host, &s.database_url, &redis, &s.idp, &[])
     );
-    let stable = ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &[]).await;
+    let stable = api_pod(&s.host, &s.database_url, &redis, &s.idp, &[]).await;
     let cluster = Cluster::start().await;
     scene(&cluster, &s.idp, &[&a, &b], &[&stable]).await;
     let operator = InProcess::start(&cluster).await;
@@ -251,8 +180,8 @@ async fn a_canary_with_replay_protection_off_fails_the_gate_and_never_advances()
     let redis = RedisServer::start(RedisOptions::default()).unwrap();
     let off = ["--single-use-endpoints", "none"];
     let (a, b) = futures::join!(
-        ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &off),
-        ApiPod::start(&s.host, &s.database_url, &redis, &s.idp, &off)
+        api_pod(&s.host, &s.database_url, &redis, &s.idp, &off),
+        api_pod(&s.host, &s.database_url, &redis, &s.idp, &off)
     );
     let cluster = Cluster::start().await;
     scene(&cluster, &s.idp, &[&a, &b], &[]).await;
@@ -290,8 +219,8 @@ async fn a_canary_on_its_own_redis_fails_both_gates_against_a_stable_pod() {
     );
     // One canary pod: the probe pairs it with a stable pod, and they do not share Redis.
     let (canary, stable) = futures::join!(
-        ApiPod::start(&s.host, &s.database_url, &separate, &s.idp, &[]),
-        ApiPod::start(&s.host, &s.database_url, &shared, &s.idp, &[])
+        api_pod(&s.host, &s.database_url, &separate, &s.idp, &[]),
+        api_pod(&s.host, &s.database_url, &shared, &s.idp, &[])
     );
     let cluster = Cluster::start().await;
     scene(&cluster, &s.idp, &[&canary], &[&stable]).await;

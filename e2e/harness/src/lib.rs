@@ -7,7 +7,6 @@
 //! * [`ingress`] — a reverse proxy honouring ingress-nginx canary annotations;
 //! * [`kubelet`] — writes Deployment status the way a healthy rollout ends;
 //! * [`load`] — a bounded-rate, bounded-duration load generator;
-//! * [`model`] — an OpenAI-compatible chat-completions endpoint that can be throttled;
 //! * [`scenario`] — the whole canary promotion, used by `canary-demo` and the e2e test.
 
 pub mod error;
@@ -15,7 +14,6 @@ pub mod ingress;
 pub mod kubelet;
 pub mod load;
 pub mod manifests;
-pub mod model;
 pub mod processes;
 pub mod scenario;
 pub mod slow_link;

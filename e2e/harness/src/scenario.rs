@@ -20,9 +20,9 @@ use crate::ingress::{IngressConfig, IngressStandIn};
 use crate::kubelet::{KubeletConfig, KubeletStandIn};
 use crate::load::{LoadConfig, LoadGenerator};
 use crate::manifests::{self, NAMESPACE, PROMOTION, PromotionPlan};
-use crate::model::ModelStandIn;
 use crate::processes::{ApiProcess, ApiSettings, Binaries, OperatorProcess, OperatorSettings};
 use crate::slow_link::SlowLink;
+use testkit::model::ModelStandIn;
 
 /// The demo Redis's password (loopback only, generated data; not a secret).
 const REDIS_PASSWORD: &str = "demo-redis-password";
@@ -259,7 +259,9 @@ impl Stack {
         ));
 
         let model = if config.model {
-            let model = ModelStandIn::start().await?;
+            let model = ModelStandIn::start()
+                .await
+                .map_err(HarnessError::io("start the model stand-in"))?;
             progress(&format!(
                 "model stand-in (OpenAI chat completions) on {}",
                 model.base_url()

@@ -2,8 +2,9 @@
 //! PostgreSQL, Redis and Prometheus (Debian's packages), and etcd with kube-apiserver (built
 //! from the upstream Go modules). Nothing here is a mock; each is configured for speed (no
 //! fsync, no persistence) because test data is disposable.
-//! The one stand-in is [`idp`] (feature `idp`), for what has no real counterpart on this
-//! machine: an identity provider with JWKS and the client credentials grant.
+//! The stand-ins are for what has no real counterpart on this machine: [`idp`] (feature
+//! `idp`), an identity provider with JWKS and the client credentials grant, and [`model`]
+//! (feature `model`), an OpenAI-compatible chat-completions endpoint.
 #![allow(unsafe_code)] // fork/exec hooks, atexit and setns need libc: `process` and `test_host`.
 
 pub mod charts;
@@ -12,6 +13,8 @@ pub mod idp;
 #[cfg(feature = "kube")]
 pub mod kube;
 mod kube_apiserver;
+#[cfg(feature = "model")]
+pub mod model;
 mod net;
 mod pki;
 mod postgres;

@@ -22,6 +22,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+pub mod api_pod;
+
 pub const OLD_IMAGE: &str = "registry.example/scholarship-api:v1.4.2";
 pub const NEW_IMAGE: &str = "registry.example/scholarship-api:v1.5.0";
 /// Window the operator is configured with in tests (min window; the interval is 1 s).

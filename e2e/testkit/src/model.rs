@@ -19,8 +19,6 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::error::{HarnessError, Result};
-
 #[derive(Debug, Default)]
 struct ModelState {
     throttled: AtomicBool,
@@ -38,13 +36,9 @@ pub struct ModelStandIn {
 
 impl ModelStandIn {
     /// Listens on a free loopback port.
-    pub async fn start() -> Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .map_err(HarnessError::io("bind the model stand-in"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(HarnessError::io("read the model stand-in's address"))?;
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(ModelState::default());
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(complete))
