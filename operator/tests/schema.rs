@@ -361,6 +361,18 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             "spec.rollback[].metric: no built-in query for this metric",
         ),
         (
+            "failover drill without the opt-in",
+            "/spec/steps/1/redisFailoverDrill",
+            json!(true),
+            "spec.steps[].redisFailoverDrill: a Redis failover drill needs the opt-in spec.gates.redis.failoverDrill (and the Sentinels in its Secret)",
+        ),
+        (
+            "failover drill window under a second",
+            "/spec/gates/redis/failoverDrill",
+            json!({"window": "500ms"}),
+            "spec.gates.redis.failoverDrill.window: must be at least 1s",
+        ),
+        (
             "replay probe with two ports",
             "/spec/gates/replayProtection",
             json!({"probe": {"secretRef": "canary-probe-client", "path": "/api/v1/applications/x",
@@ -591,6 +603,8 @@ fn core_rejects_what_the_schema_rejects() {
         "duplicate notify names",
         "track among the query labels",
         "a query label that is no label name",
+        "failover drill without the opt-in",
+        "failover drill window under a second",
         "replay probe with two ports",
         "replay probe without a port",
         "rate-limit probe without a port",

@@ -9,10 +9,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::action::Action;
 use crate::conditions::{self, Condition, ConditionStatus, PROGRESSING, PROMOTED, READY, ROLLED_BACK};
+use crate::drill;
 use crate::duration::format_duration;
 use crate::gates::{self, Verdict};
-use crate::observation::Observation;
-use crate::plan::{Plan, SpecError};
+use crate::observation::{Observation, Reading};
+use crate::plan::{GateSource, Plan, SpecError};
 use crate::spec::{PromotionSpec, PromotionStrategy};
 use crate::status::{CanaryPromotionStatus, GateState, GateStatus, Phase};
 use crate::windows;
@@ -49,6 +50,8 @@ pub enum Reason {
     PostPromotionBreach,
     /// The post-promotion watch ended without a breach that rolled back.
     WatchCompleted,
+    /// A step's Redis failover drill was made, passed or failed.
+    FailoverDrill,
 }
 
 impl Reason {
@@ -74,6 +77,7 @@ impl Reason {
             Reason::RollbackBoundExceeded => "RollbackBoundExceeded",
             Reason::PostPromotionBreach => "PostPromotionBreach",
             Reason::WatchCompleted => "WatchCompleted",
+            Reason::FailoverDrill => "FailoverDrill",
         }
     }
 }
@@ -321,6 +325,7 @@ impl Tick<'_> {
         // A breach reported for an earlier run says nothing about this one.
         st.conditions.retain(|c| c.type_ != POST_PROMOTION_BREACH);
         st.approved_step = None;
+        st.drill = None;
         st.gates.clear();
         st.rollback.clear();
         st.failing_gate = None;
@@ -413,7 +418,8 @@ impl Tick<'_> {
         // Rollback criteria come first and are judged even while paused: a standing pause
         // must not keep a breaching canary in front of users.
         let trigger = self.judge_rollback(plan);
-        let verdict = self.judge_gates(plan);
+        let drill = self.drill(plan);
+        let verdict = self.judge_gates(plan, drill);
         if let Some(reason) = trigger {
             self.rollback(format!("rollback: {reason}"), "RollbackCriterion");
             return;
@@ -575,18 +581,43 @@ impl Tick<'_> {
         trigger
     }
 
-    /// Judges every gate, records them in status and returns the combined verdict.
-    fn judge_gates(&mut self, plan: &Plan) -> Verdict {
+    /// The current step's failover drill, advanced: the drill gate's reading and the note
+    /// shown while it has none. `None` on a step without a drill.
+    fn drill(&mut self, plan: &Plan) -> Option<(Reading, Option<String>)> {
+        let step = self.st.current_step;
+        let window = plan.drill_at(step)?;
+        let tick = drill::tick(plan, window, step, self.st.drill.as_ref(), self.obs, self.now);
+        if tick.status.is_some() {
+            self.st.drill = tick.status;
+        }
+        if let Some((warning, message)) = tick.event {
+            let type_ = if warning { EventType::Warning } else { EventType::Normal };
+            self.event(type_, Reason::FailoverDrill, message);
+        }
+        Some((tick.reading, tick.note))
+    }
+
+    /// Judges every gate of the current step (with the drill's reading, on a drill step),
+    /// records them in status and returns the combined verdict.
+    fn judge_gates(&mut self, plan: &Plan, drill: Option<(Reading, Option<String>)>) -> Verdict {
         let mut combined = Verdict::Pass;
         let mut statuses = Vec::with_capacity(plan.gates.len());
         let mut passing = 0;
         // A gate that breaks the bake is more useful to show than one merely lacking data.
         let mut first_failing: Option<String> = None;
         let mut first_other: Option<String> = None;
-        for gate in &plan.gates {
+        let step = self.st.current_step;
+        for gate in plan.gates.iter().filter(|g| plan.applies_at(g, step)) {
             let previous = self.st.gates.iter().find(|g| g.name == gate.name);
             let previous_state = previous.map(|g| g.state);
-            let judgement = gates::judge(gate, self.obs.gates.get(&gate.name), previous, self.now);
+            let (reading, note) = match (&gate.source, &drill) {
+                (GateSource::FailoverDrill, Some((reading, note))) => (Some(reading), note.clone()),
+                _ => (self.obs.gates.get(&gate.name), None),
+            };
+            let mut judgement = gates::judge(gate, reading, previous, self.now);
+            if judgement.status.message.is_none() {
+                judgement.status.message = note;
+            }
             let state = judgement.status.state;
             match judgement.verdict {
                 Verdict::Fail => combined = Verdict::Fail,
@@ -625,7 +656,7 @@ impl Tick<'_> {
             }
             statuses.push(judgement.status);
         }
-        self.st.gates_summary = format!("{passing}/{}", plan.gates.len());
+        self.st.gates_summary = format!("{passing}/{}", statuses.len());
         self.st.failing_gate = first_failing.or(first_other);
         self.st.gates = statuses;
         combined
@@ -786,7 +817,12 @@ impl Tick<'_> {
         };
         st.step_label = format!("{}/{}", st.current_step, plan.steps.len());
         if st.gates_summary.is_empty() {
-            st.gates_summary = format!("0/{}", plan.gates.len());
+            let judged = plan
+                .gates
+                .iter()
+                .filter(|g| plan.applies_at(g, st.current_step))
+                .count();
+            st.gates_summary = format!("0/{judged}");
         }
         let requeue_after = if st.phase.is_terminal() {
             None

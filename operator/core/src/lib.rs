@@ -15,6 +15,7 @@
 pub mod action;
 pub mod conditions;
 pub mod decide;
+pub mod drill;
 pub mod duration;
 pub mod gates;
 pub mod observation;
@@ -27,7 +28,7 @@ pub mod windows;
 pub use action::{ANNOTATION as ACTION_ANNOTATION, Action};
 pub use conditions::{Condition, ConditionStatus};
 pub use decide::{Decision, Event, EventType, Reason, decide, decide_plan};
-pub use observation::{DeploymentObservation, Observation, Reading};
+pub use observation::{DeploymentObservation, DrillEvent, Observation, Reading};
 pub use plan::{GateSource, Plan, RedisRow, SpecError};
 pub use spec::*;
-pub use status::{CanaryPromotionStatus, CriterionStatus, GateState, GateStatus, Phase};
+pub use status::{CanaryPromotionStatus, CriterionStatus, DrillResult, DrillStatus, GateState, GateStatus, Phase};

@@ -46,4 +46,16 @@ pub struct Observation {
     /// The window rates and quantiles are computed over (a breach can take this long to
     /// show in them).
     pub metric_window: TimeDelta,
+    /// A failover the shell made this tick for the current step's drill.
+    pub drill: Option<DrillEvent>,
+}
+
+/// What became of the shell's `SENTINEL FAILOVER` for a drill step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DrillEvent {
+    /// The Sentinels failed the primary over: `from` before, `to` once they named another
+    /// (unset if they had not yet when the shell stopped waiting).
+    FailedOver { from: String, to: Option<String> },
+    /// It could not be made (no Sentinel answered, none agreed, the command was refused).
+    Refused(String),
 }

@@ -18,12 +18,16 @@ pub struct PlannedStep {
     pub weight: u32,
     pub bake: TimeDelta,
     pub require_approval: bool,
+    /// Fail Redis over once this step's weight is applied (`spec.steps[].redisFailoverDrill`).
+    pub failover_drill: bool,
 }
 
 /// The replay-protection gate's name in status.
 pub const REPLAY_GATE: &str = "replayProtection.crossPod";
 /// The rate-limit probe's gate name in status.
 pub const RATE_LIMIT_GATE: &str = "rateLimit.crossPod";
+/// The failover drill's gate name in status (on drill steps only).
+pub const DRILL_GATE: &str = "redis.failoverDrill";
 
 /// Where a gate's reading comes from. Gates are named and typed here only: the shell reads
 /// what these say and `decide` judges the same list, so the two cannot disagree.
@@ -39,6 +43,9 @@ pub enum GateSource {
     ReplayProbe,
     /// The operator's cross-pod rate-limit probe.
     RateLimitProbe,
+    /// A Redis failover drill, judged by `decide` from the readings around it: it applies
+    /// on drill steps only.
+    FailoverDrill,
 }
 
 /// The Redis probe's rows (`redis.limiterErrors` is the canary's own metric instead).
@@ -136,6 +143,15 @@ pub struct Plan {
     /// `spec.rollbackWithin`: every criterion's window plus the interval fits within it.
     pub rollback_within: Option<TimeDelta>,
     pub post_promotion: Option<PostPromotionPlan>,
+    /// How a failover drill is judged, when a step asks for one.
+    pub failover_drill: Option<DrillPlan>,
+}
+
+/// `spec.gates.redis.failoverDrill`, compiled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DrillPlan {
+    /// How long after the failover the canary is judged.
+    pub window: TimeDelta,
 }
 
 /// The watch after a promotion.
@@ -250,18 +266,32 @@ impl Plan {
             .as_ref()
             .map(|p| compile_post_promotion(spec, p))
             .transpose()?;
+        let failover_drill = compile_drill(spec, &steps)?;
         Ok(Plan {
             steps,
             interval,
             paused: spec.paused,
             canary_image: spec.canary.image.clone(),
             progress_deadline,
-            gates: compile_gates(spec)?,
+            gates: compile_gates(spec, failover_drill.is_some())?,
             criteria,
             strategy: spec.promotion.strategy,
             rollback_within,
             post_promotion,
+            failover_drill,
         })
+    }
+
+    /// Whether `gate` is judged at `step` (1-based): the drill's only on drill steps.
+    pub fn applies_at(&self, gate: &GateSpec, step: u32) -> bool {
+        gate.source != GateSource::FailoverDrill || self.drill_at(step).is_some()
+    }
+
+    /// The drill of `step` (1-based), when it has one.
+    pub fn drill_at(&self, step: u32) -> Option<DrillPlan> {
+        let index = usize::try_from(step).ok()?.checked_sub(1)?;
+        self.steps.get(index).filter(|s| s.failover_drill)?;
+        self.failover_drill
     }
 
     /// The longest a breach can last before the canary carries no traffic: the slowest
@@ -296,6 +326,7 @@ fn compile_steps(spec: &PromotionSpec) -> Result<Vec<PlannedStep>, SpecError> {
             weight: step.weight,
             bake: duration(format!("steps[{i}].bake"), &step.bake)?,
             require_approval: step.require_approval,
+            failover_drill: step.redis_failover_drill,
         });
     }
     if previous != 100 {
@@ -304,7 +335,28 @@ fn compile_steps(spec: &PromotionSpec) -> Result<Vec<PlannedStep>, SpecError> {
     Ok(steps)
 }
 
-fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
+/// The drill's judgement, when a step asks for a drill; refused without the opt-in.
+fn compile_drill(spec: &PromotionSpec, steps: &[PlannedStep]) -> Result<Option<DrillPlan>, SpecError> {
+    let opt_in = spec.gates.redis.as_ref().and_then(|r| r.failover_drill.as_ref());
+    let window = opt_in
+        .map(|drill| duration("gates.redis.failoverDrill.window", &drill.window))
+        .transpose()?;
+    if window.is_some_and(|w| w < TimeDelta::seconds(1)) {
+        return Err(invalid("gates.redis.failoverDrill.window", "must be at least 1s"));
+    }
+    let Some(i) = steps.iter().position(|s| s.failover_drill) else {
+        return Ok(None);
+    };
+    match window {
+        Some(window) => Ok(Some(DrillPlan { window })),
+        None => Err(invalid(
+            format!("steps[{i}].redisFailoverDrill"),
+            "a Redis failover drill needs the opt-in gates.redis.failoverDrill",
+        )),
+    }
+}
+
+fn compile_gates(spec: &PromotionSpec, drill: bool) -> Result<Vec<GateSpec>, SpecError> {
     let mut gates = Vec::new();
     let mut push = |name: String, source: GateSource, field: String, expr: &str, no_data, min_samples: u32| {
         gates.push(GateSpec {
@@ -385,6 +437,18 @@ fn compile_gates(spec: &PromotionSpec) -> Result<Vec<GateSpec>, SpecError> {
                     redis.min_samples,
                 )?;
             }
+        }
+        // Read as 1 (passed) or 0 (failed) once judged; until then no data, which holds the
+        // step whatever the gate's policy: a drill still running has not passed.
+        if drill {
+            push(
+                DRILL_GATE.to_owned(),
+                GateSource::FailoverDrill,
+                "gates.redis.failoverDrill".to_owned(),
+                "== 1",
+                NoDataPolicy::Hold,
+                1,
+            )?;
         }
         // The canary's own view of Redis: its limiter's errors, from the metric source.
         if let (Some(expr), Some(metric)) = (&redis.limiter_errors, builtin("limiterRedisErrors")) {

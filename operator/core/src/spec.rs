@@ -47,6 +47,8 @@ pub const BUILTIN_METRICS: [&str; 8] = [
      "message": "spec.postPromotion: needs rollback criteria on built-in metrics (a rollback[].query is written for the canary track)", "reason": "FieldValueInvalid"},
     {"rule": "!has(self.postPromotion) || !self.postPromotion.rollback || !has(self.promotion) || self.promotion.strategy != 'external'",
      "message": "spec.postPromotion.rollback: with promotion.strategy external the stable image belongs to your pipeline; use rollback: false", "reason": "FieldValueInvalid"},
+    {"rule": "!self.steps.exists(s, has(s.redisFailoverDrill) && s.redisFailoverDrill) || (has(self.gates) && has(self.gates.redis) && has(self.gates.redis.failoverDrill))",
+     "message": "spec.steps[].redisFailoverDrill: a Redis failover drill needs the opt-in spec.gates.redis.failoverDrill (and the Sentinels in its Secret)", "reason": "FieldValueInvalid"},
     {"rule": "!has(self.rollbackWithin) || (has(self.rollback) && size(self.rollback) > 0)",
      "message": "spec.rollbackWithin: needs at least one spec.rollback criterion to keep the promise", "reason": "FieldValueInvalid"},
     // `for` is a CEL keyword, escaped as __for__.
@@ -265,6 +267,11 @@ pub struct Step {
     /// After the bake, wait for a `resume` action (annotation) before advancing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_approval: bool,
+    /// Once this step's weight is applied, fail Redis over (`SENTINEL FAILOVER`) and judge
+    /// the canary through it: gate `redis.failoverDrill`. Needs the opt-in
+    /// `gates.redis.failoverDrill` and the Sentinels in the Redis Secret.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redis_failover_drill: bool,
 }
 
 /// Where gate and rollback readings come from (exactly one source).
@@ -450,11 +457,36 @@ pub struct RedisGates {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), pattern(THRESHOLD_PATTERN))]
     pub limiter_errors: Option<String>,
+    /// Opt-in for steps with `redisFailoverDrill`. The Secret must then list the Sentinels
+    /// (`sentinels`, `masterName`): the operator asks them to fail the primary over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_drill: Option<FailoverDrill>,
     #[serde(default)]
     pub no_data: NoDataPolicy,
     #[serde(default = "default_min_samples")]
     #[schemars(range(max = 1_000_000))]
     pub min_samples: u32,
+}
+
+/// How a failover drill is judged: for `window` after the failover, the canary's 5xx ratio
+/// must never rise above its value at the failover; at the end, its limiter's Redis errors
+/// must be back to zero and the step's latency gates (`sli.p95LatencyMs`,
+/// `sli.redisP95LatencyMs`, when set) passing.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverDrill {
+    /// Go duration, at least 1s; default 30s. Longer than the metric window, so the last
+    /// readings describe the canary after the failover only.
+    #[serde(default = "default_drill_window")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) >= duration('1s')", "message": "spec.gates.redis.failoverDrill.window: must be at least 1s"}
+    ]))]
+    pub window: String,
+}
+
+fn default_drill_window() -> String {
+    "30s".to_owned()
 }
 
 /// Redis' eviction policies (`maxmemory-policy`).

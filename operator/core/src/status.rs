@@ -84,6 +84,9 @@ pub struct CanaryPromotionStatus {
     /// metric window. Compare with `spec.rollbackWithin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_bound: Option<String>,
+    /// The Redis failover drill of the current (or last) drill step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillStatus>,
     #[serde(default)]
     pub message: String,
     /// The last `scholarship.dev/action` annotation value acted upon (acknowledgement).
@@ -128,4 +131,33 @@ pub struct CriterionStatus {
     /// Start of the current uninterrupted breach; unset while not breached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breach_since: Option<DateTime<Utc>>,
+}
+
+/// A Redis failover drill: when the primary was failed over and what the canary did then.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillStatus {
+    /// The step (1-based) that asked for it.
+    pub step: u32,
+    pub failed_over_at: DateTime<Utc>,
+    /// The primary before the failover, and after it (`host:port` as the Sentinels name them).
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The canary's 5xx ratio when the failover was made, and the highest seen since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate5xx_before: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate5xx_max: Option<f64>,
+    /// Unset while the drill's window runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<DrillResult>,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrillResult {
+    Passed,
+    Failed,
 }

@@ -106,6 +106,8 @@ pub struct Wanted {
     pub replay: Option<replay::ReplayCheck>,
     /// The rate-limit probe, when the spec has that gate.
     pub rate_limit: Option<rate_limit::RateLimitCheck>,
+    /// The Redis Secret a failover drill goes through, on a drill step.
+    pub drill: Option<String>,
     /// The track built-in queries read.
     pub track: Track,
     /// Extra label matchers of the built-in queries (`spec.metrics.prometheus.labels`).
@@ -135,6 +137,17 @@ impl Wanted {
                         tester_header: r.probe.tester_header.clone(),
                     });
                 }
+                GateSource::FailoverDrill => {
+                    // The drill is judged from the canary's 5xx ratio and limiter errors
+                    // around the failover, whatever gates the spec has.
+                    for (reading, metric) in [
+                        (canary_core::drill::DRILL_5XX, "errorRate5xx"),
+                        (canary_core::drill::DRILL_LIMITER_ERRORS, "limiterRedisErrors"),
+                    ] {
+                        w.gates.push((reading.to_owned(), builtin(metric)));
+                    }
+                    w.drill = spec.gates.redis.as_ref().map(|r| r.secret_ref.clone());
+                }
                 GateSource::RateLimitProbe => {
                     w.rate_limit = spec.gates.rate_limit.as_ref().map(|r| rate_limit::RateLimitCheck {
                         pods: probe_targets(spec, r.probe.port, &r.probe.port_name, &r.probe.path),
@@ -154,6 +167,16 @@ impl Wanted {
             });
         }
         w
+    }
+
+    /// Leaves out what only a drill step reads.
+    pub fn without_drill(mut self) -> Wanted {
+        if self.drill.take().is_some() {
+            self.gates.retain(|(name, _)| {
+                ![canary_core::drill::DRILL_5XX, canary_core::drill::DRILL_LIMITER_ERRORS].contains(&name.as_str())
+            });
+        }
+        self
     }
 
     /// The post-promotion watch: the rollback criteria only, on the stable track (the plan

@@ -517,6 +517,57 @@ async fn current_primary(sentinels: &Sentinels) -> Result<(String, u16), String>
     Err(last)
 }
 
+/// How long a drill waits for the Sentinels to name the new primary.
+const FAILOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// A failover drill: asks the first Sentinel that accepts to fail the primary over
+/// (`SENTINEL FAILOVER`), then waits (at most [`FAILOVER_WAIT`]) for the Sentinels to name
+/// another primary. Returns the primary before and, once named, after (`host:port`).
+pub async fn failover(target: &Target) -> Result<(String, Option<String>), String> {
+    let Some(sentinels) = &target.sentinels else {
+        return Err(format!(
+            "the Secret has no key {:?}: a drill fails over through the Sentinels",
+            keys::SENTINELS
+        ));
+    };
+    let (host, port) = current_primary(sentinels).await?;
+    let from = format!("{host}:{port}");
+    let mut refusals = Vec::new();
+    let mut accepted = false;
+    for address in &sentinels.addresses {
+        let answer = match sentinel_connection(sentinels, address).await {
+            Ok(mut connection) => redis::cmd("SENTINEL")
+                .arg("FAILOVER")
+                .arg(&sentinels.master_name)
+                .query_async::<String>(&mut connection)
+                .await
+                .map_err(|e| format!("sentinel {address}: {}", describe(&e))),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(_) => {
+                accepted = true;
+                break;
+            }
+            Err(e) => refusals.push(e),
+        }
+    }
+    if !accepted {
+        return Err(refusals.join("; "));
+    }
+    let deadline = Instant::now() + FAILOVER_WAIT;
+    while Instant::now() < deadline {
+        if let Ok((host, port)) = current_primary(sentinels).await {
+            let now = format!("{host}:{port}");
+            if now != from {
+                return Ok((from, Some(now)));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok((from, None))
+}
+
 /// The Sentinels must all answer and name one primary, and have the quorum to fail over.
 async fn sentinel_quorum(sentinels: &Sentinels) -> Reading {
     let ask = |address: String| async move {

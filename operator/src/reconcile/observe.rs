@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use canary_core::{ACTION_ANNOTATION, DeploymentObservation, Observation, Phase, Plan, Reading};
+use canary_core::{
+    ACTION_ANNOTATION, CanaryPromotionStatus, DeploymentObservation, DrillEvent, Observation, Phase, Plan, Reading,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
@@ -204,6 +206,33 @@ async fn probe_redis(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wan
     }
 }
 
+/// A drill step whose failover is not made yet, with the step's weight applied: the canary
+/// carries its share when Redis fails over.
+fn drill_due(plan: &Plan, status: &CanaryPromotionStatus, router_weight: Option<u32>) -> bool {
+    let step = status.current_step;
+    status.phase == Phase::Progressing
+        && plan.drill_at(step).is_some()
+        && status.drill.as_ref().is_none_or(|d| d.step != step)
+        && router_weight == Some(status.weight)
+}
+
+/// Makes the drill's failover through the Sentinels in the Redis Secret. The second value is
+/// the reason when the Secret is missing or incomplete (an unresolved reference).
+async fn fail_over(ctx: &Context, ns: &str, secret: &str) -> (DrillEvent, Option<String>) {
+    let target = match redis::Target::from_secret(&ctx.client, ns, secret, true).await {
+        Ok(target) => target,
+        Err(SecretError::Unusable(reason)) => return (DrillEvent::Refused(reason.clone()), Some(reason)),
+        Err(SecretError::Unavailable(reason)) => return (DrillEvent::Refused(reason), None),
+    };
+    let started = Instant::now();
+    let event = match redis::failover(&target).await {
+        Ok((from, to)) => DrillEvent::FailedOver { from, to },
+        Err(reason) => DrillEvent::Refused(reason),
+    };
+    tracing::info!(?event, took = ?started.elapsed(), "failover drill");
+    (event, None)
+}
+
 async fn read_providers(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wanted, window: Duration) -> Readings {
     let spec = &cp.spec.promotion;
     match (&spec.metrics.prometheus, &spec.metrics.scrape) {
@@ -269,16 +298,34 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
     // and finished promotions from loading Prometheus.
     let current = status.observed_generation == Some(generation);
     let window = window_for(interval(plan), ctx.min_window);
-    let (readings, unresolved) = match (status.phase, plan) {
+    let mut drill_secret = None;
+    let (readings, mut unresolved) = match (status.phase, plan) {
         (Phase::Progressing | Phase::Paused, Some(plan)) if current => {
-            read_metrics(cp, ctx, ns, Wanted::for_plan(plan, spec), window).await
+            let mut wanted = Wanted::for_plan(plan, spec);
+            if plan.drill_at(status.current_step).is_none() {
+                wanted = wanted.without_drill();
+            }
+            drill_secret = wanted.drill.clone();
+            read_metrics(cp, ctx, ns, wanted, window).await
         }
         (Phase::Watching, Some(plan)) if current => {
             read_metrics(cp, ctx, ns, Wanted::for_watch(plan, spec), window).await
         }
         _ => (Readings::default(), None),
     };
+    // After the readings: this round's 5xx ratio is the drill's "before".
+    let drill = match (plan, drill_secret) {
+        (Some(plan), Some(secret)) if drill_due(plan, &status, router_weight) => {
+            let (event, unusable) = fail_over(ctx, ns, &secret).await;
+            if let (Some(reason), Some(unresolved)) = (unusable, unresolved.as_mut()) {
+                unresolved.push(format!("spec.gates.redis.secretRef: {reason}"));
+            }
+            Some(event)
+        }
+        _ => None,
+    };
     let obs = Observation {
+        drill,
         generation,
         gates: readings.gates,
         criteria: readings.criteria,

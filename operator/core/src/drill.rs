@@ -1,0 +1,196 @@
+//! The Redis failover drill of a step: the shell fails the primary over once the step's
+//! weight is applied and reports it ([`DrillEvent`]); from then on, for the drill's window,
+//! the canary's 5xx ratio must never rise above its value at the failover, and at the end its
+//! limiter's Redis errors must be back to zero and the step's latency gates passing. The
+//! verdict is the reading of gate `redis.failoverDrill` (1 passed, 0 failed, no data while
+//! the window runs), kept in `status.drill` for the rest of the step.
+
+use chrono::{DateTime, Utc};
+
+use crate::observation::{DrillEvent, Observation, Reading};
+use crate::plan::{DrillPlan, Plan};
+use crate::status::{DrillResult, DrillStatus};
+
+/// Readings the shell takes on drill steps, under these names, beside the gates'.
+pub const DRILL_5XX: &str = "redis.failoverDrill/errorRate5xx";
+pub const DRILL_LIMITER_ERRORS: &str = "redis.failoverDrill/limiterRedisErrors";
+/// The gates whose readings say whether latency came back.
+pub const LATENCY_GATES: [&str; 2] = ["sli.p95LatencyMs", "sli.redisP95LatencyMs"];
+
+/// What one tick made of the drill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillTick {
+    pub status: Option<DrillStatus>,
+    /// The drill gate's reading this tick.
+    pub reading: Reading,
+    /// Shown as the gate's message while it has no reading (a drill waiting or running).
+    pub note: Option<String>,
+    /// Worth an Event: `(warning, message)`.
+    pub event: Option<(bool, String)>,
+}
+
+fn value(obs: &Observation, name: &str) -> Option<f64> {
+    match obs.gates.get(name) {
+        Some(Reading::Value { value, .. }) => Some(*value),
+        _ => None,
+    }
+}
+
+fn secs(d: chrono::TimeDelta) -> i64 {
+    d.num_seconds()
+}
+
+/// Advances the drill of `step` (1-based), whose judgement is `drill`.
+pub fn tick(
+    plan: &Plan,
+    drill: DrillPlan,
+    step: u32,
+    previous: Option<&DrillStatus>,
+    obs: &Observation,
+    now: DateTime<Utc>,
+) -> DrillTick {
+    let Some(previous) = previous.filter(|d| d.step == step) else {
+        return start(step, obs, now);
+    };
+    let mut st = previous.clone();
+    if let Some(result) = st.result {
+        let value = if result == DrillResult::Passed { 1.0 } else { 0.0 };
+        let reading = Reading::Probed {
+            value,
+            detail: st.message.clone(),
+        };
+        return DrillTick {
+            status: Some(st),
+            reading,
+            note: None,
+            event: None,
+        };
+    }
+    if let Some(now_5xx) = value(obs, DRILL_5XX) {
+        st.error_rate5xx_max = Some(st.error_rate5xx_max.map_or(now_5xx, |m| m.max(now_5xx)));
+    }
+    let elapsed = now.signed_duration_since(st.failed_over_at);
+    if elapsed < drill.window {
+        let note = format!(
+            "drill running: {} → {}, {}s of {}s",
+            st.from,
+            st.to.as_deref().unwrap_or("?"),
+            secs(elapsed),
+            secs(drill.window)
+        );
+        return running(st, note);
+    }
+    match verdict(plan, &st, obs) {
+        None => running(
+            st,
+            "drill window over: waiting for the limiter and latency readings".to_owned(),
+        ),
+        Some(broken) => {
+            let passed = broken.is_empty();
+            let before = st.error_rate5xx_before.unwrap_or(0.0);
+            let head = format!("primary {} → {}", st.from, st.to.as_deref().unwrap_or("?"));
+            st.message = if passed {
+                format!("{head}: 5xx ratio never above {before}, limiter errors back to 0, latency gates passing")
+            } else {
+                format!("{head}: {}", broken.join("; "))
+            };
+            st.result = Some(if passed {
+                DrillResult::Passed
+            } else {
+                DrillResult::Failed
+            });
+            let event = (
+                !passed,
+                format!(
+                    "Redis failover drill {}: {}",
+                    if passed { "passed" } else { "failed" },
+                    st.message
+                ),
+            );
+            let reading = Reading::Probed {
+                value: if passed { 1.0 } else { 0.0 },
+                detail: st.message.clone(),
+            };
+            DrillTick {
+                status: Some(st),
+                reading,
+                note: None,
+                event: Some(event),
+            }
+        }
+    }
+}
+
+/// Before the failover: the shell reports it once the step's weight is applied.
+fn start(step: u32, obs: &Observation, now: DateTime<Utc>) -> DrillTick {
+    match &obs.drill {
+        Some(DrillEvent::FailedOver { from, to }) => {
+            let before = value(obs, DRILL_5XX);
+            let message = format!(
+                "step {step}: Redis primary {from} failed over to {}",
+                to.as_deref().unwrap_or("(not yet named)")
+            );
+            let st = DrillStatus {
+                step,
+                failed_over_at: now,
+                from: from.clone(),
+                to: to.clone(),
+                error_rate5xx_before: before,
+                error_rate5xx_max: before,
+                result: None,
+                message: message.clone(),
+            };
+            DrillTick {
+                status: Some(st),
+                reading: Reading::NoData,
+                note: Some("drill running: failed over just now".to_owned()),
+                event: Some((false, format!("Redis failover drill: {message}"))),
+            }
+        }
+        Some(DrillEvent::Refused(reason)) => DrillTick {
+            status: None,
+            reading: Reading::Error(format!("SENTINEL FAILOVER: {reason}")),
+            note: None,
+            event: None,
+        },
+        None => DrillTick {
+            status: None,
+            reading: Reading::NoData,
+            note: Some("drill waiting for the step's weight to apply".to_owned()),
+            event: None,
+        },
+    }
+}
+
+fn running(st: DrillStatus, note: String) -> DrillTick {
+    DrillTick {
+        status: Some(st),
+        reading: Reading::NoData,
+        note: Some(note),
+        event: None,
+    }
+}
+
+/// The broken expectations (empty: passed), or `None` while a reading it needs is missing.
+fn verdict(plan: &Plan, st: &DrillStatus, obs: &Observation) -> Option<Vec<String>> {
+    let mut broken = Vec::new();
+    let before = st.error_rate5xx_before.unwrap_or(0.0);
+    if let Some(max) = st.error_rate5xx_max
+        && max > before + 1e-9
+    {
+        broken.push(format!("the canary's 5xx ratio rose from {before} to {max}"));
+    }
+    let limiter = value(obs, DRILL_LIMITER_ERRORS)?;
+    if limiter > 0.0 {
+        broken.push(format!(
+            "limiter errors did not return to zero ({limiter} in the last metric window)"
+        ));
+    }
+    for gate in plan.gates.iter().filter(|g| LATENCY_GATES.contains(&g.name.as_str())) {
+        let latency = value(obs, &gate.name)?;
+        if !gate.threshold.holds(latency) {
+            broken.push(format!("{} is {latency} (want {})", gate.name, gate.threshold));
+        }
+    }
+    Some(broken)
+}
