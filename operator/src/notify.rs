@@ -36,6 +36,8 @@ pub fn is_transition(reason: Reason) -> bool {
             | Reason::ProgressDeadlineExceeded
             | Reason::PostPromotionBreach
             | Reason::WatchCompleted
+            // A failover touches the whole Redis, stable track included: people want to know.
+            | Reason::FailoverDrill
     )
 }
 

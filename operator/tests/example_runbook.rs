@@ -13,10 +13,10 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::api_pod::ApiPod;
+use common::api_pod::{ApiPod, students};
 use common::*;
 use serde_json::{Value, json};
 use testkit::idp::{Idp, SigningKey};
@@ -27,9 +27,6 @@ const PROBE_CLIENT: &str = "canary-probe";
 const PROBE_SECRET: &str = "probe-client-secret";
 const TESTER_TOKEN: &str = "tester-token-for-probes";
 const REDIS_PASSWORD: &str = "runbook-redis-password";
-/// Students' load, requests per second, and how many distinct students send it.
-const RATE: u64 = 40;
-const STUDENTS: u64 = 200;
 
 fn example() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/canarypromotion.yaml");
@@ -97,51 +94,6 @@ impl Webhooks {
     fn count(&self, sink: &str) -> usize {
         self.0.lock().unwrap().iter().filter(|(s, _)| s == sink).count()
     }
-}
-
-/// Students: catalogue reads through a proxy (`X-Forwarded-For`, one address each) and, one
-/// request in four, recommendations with a fresh token of their own, spread over the pods.
-/// Returns the count of answers that were not 2xx.
-fn students(pods: Vec<String>, idp: Arc<Idp>, stop: tokio::sync::watch::Receiver<bool>) -> Arc<AtomicU64> {
-    let failed = Arc::new(AtomicU64::new(0));
-    let counter = failed.clone();
-    tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
-        // Bounded: at most ten minutes of load, whatever happens to the test.
-        for n in 0..RATE * 600 {
-            tick.tick().await;
-            if *stop.borrow() {
-                break;
-            }
-            let pod = &pods[(n % pods.len() as u64) as usize];
-            let student = n % STUDENTS;
-            let request = if n % 4 == 3 {
-                client
-                    .get(format!(
-                        "{pod}/api/v1/recommendations?gpa=3.6&level=masters&field_of_study=computer-science&residency=US&limit=5"
-                    ))
-                    .bearer_auth(idp.token("k1", &format!("student-{student}")))
-            } else {
-                client.get(format!("{pod}/api/v1/scholarships?page_size=5")).header(
-                    "x-forwarded-for",
-                    format!("10.42.{}.{}", student / 250, student % 250 + 1),
-                )
-            };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let ok = request.send().await.is_ok_and(|r| r.status().is_success());
-                if !ok {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    failed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -255,7 +207,7 @@ async fn the_example_runbook_promotes_a_healthy_canary_with_every_gate_green() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let failed = students(
         vec![a.url(), b.url(), a.url(), b.url(), stable.url()],
-        idp.clone(),
+        Some(idp.clone()),
         stopped,
     );
     // A metric window of 10 s: the example's minSamples (100 canary requests) at this load.

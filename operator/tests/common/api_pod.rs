@@ -6,8 +6,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use testkit::idp::Idp;
 use testkit::{ManagedChild, TestHost};
 
 use super::eventually;
@@ -91,4 +93,51 @@ impl ApiPod {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+}
+
+/// Students' load, requests per second, and how many distinct students send it.
+const RATE: u64 = 40;
+const STUDENTS: u64 = 200;
+
+/// Students: catalogue reads through a proxy (`X-Forwarded-For`, one address each; the pods
+/// must trust the test hosts' peers, `10.254.0.0/16`) and, with an IdP, one request in four
+/// for recommendations with a fresh token of their own, spread over `pods` in turn. Runs
+/// until `stop` (at most ten minutes); returns the count of answers that were not 2xx.
+pub fn students(pods: Vec<String>, idp: Option<Arc<Idp>>, stop: tokio::sync::watch::Receiver<bool>) -> Arc<AtomicU64> {
+    let failed = Arc::new(AtomicU64::new(0));
+    let counter = failed.clone();
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
+        for n in 0..RATE * 600 {
+            tick.tick().await;
+            if *stop.borrow() {
+                break;
+            }
+            let pod = &pods[(n % pods.len() as u64) as usize];
+            let student = n % STUDENTS;
+            let request = match &idp {
+                Some(idp) if n % 4 == 3 => client
+                    .get(format!(
+                        "{pod}/api/v1/recommendations?gpa=3.6&level=masters&field_of_study=computer-science&residency=US&limit=5"
+                    ))
+                    .bearer_auth(idp.token("k1", &format!("student-{student}"))),
+                _ => client
+                    .get(format!("{pod}/api/v1/scholarships?page_size=5"))
+                    .header("x-forwarded-for", format!("10.42.{}.{}", student / 250, student % 250 + 1)),
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let ok = request.send().await.is_ok_and(|r| r.status().is_success());
+                if !ok {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    failed
 }
