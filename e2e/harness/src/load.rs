@@ -43,6 +43,19 @@ pub struct LoadConfig {
     pub request_timeout: Duration,
     /// Paths (with query) sent in turn.
     pub paths: Vec<String>,
+    /// Tokens for the paths that need a caller (recommendations), when authentication is on.
+    pub tokens: Option<TokenMinter>,
+}
+
+/// Mints a fresh bearer token for a simulated student (by index): with replay protection on,
+/// a token serves one request.
+#[derive(Clone)]
+pub struct TokenMinter(pub Arc<dyn Fn(u32) -> String + Send + Sync>);
+
+impl std::fmt::Debug for TokenMinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenMinter")
+    }
 }
 
 impl LoadConfig {
@@ -56,6 +69,7 @@ impl LoadConfig {
             clients: 500,
             request_timeout: Duration::from_secs(5),
             paths: CATALOGUE_PATHS.map(str::to_owned).to_vec(),
+            tokens: None,
         }
     }
 }
@@ -189,7 +203,11 @@ fn build_request(client: &reqwest::Client, config: &LoadConfig, n: u64) -> reqwe
         .map_or("/", String::as_str);
     let client_id = (n % u64::from(config.clients.max(1))) as u32;
     let address = format!("10.42.{}.{}", client_id / 250, client_id % 250 + 1);
-    client
+    let request = client
         .get(format!("{}{path}", config.target))
-        .header("x-forwarded-for", address)
+        .header("x-forwarded-for", address);
+    match &config.tokens {
+        Some(mint) if path.starts_with("/api/v1/recommendations") => request.bearer_auth((mint.0)(client_id)),
+        _ => request,
+    }
 }

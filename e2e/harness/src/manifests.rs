@@ -57,6 +57,51 @@ pub struct PromotionPlan {
     /// Canary requests a metric window must hold before a gate counts as data.
     pub min_samples: u32,
     pub progress_deadline: Duration,
+    /// The operator's replay-protection and rate-limit probes (the pods must be reachable
+    /// through EndpointSlices, with JWT auth on).
+    pub probes: bool,
+}
+
+/// The Secret of the probes' client credentials and tester token.
+pub const PROBE_SECRET: &str = "canary-probe-client";
+
+/// Creates the probes' Secret: the IdP's token endpoint, the probe client and the tester
+/// token, the keys `kubectl create secret generic` would be given.
+pub async fn create_probe_secret(
+    client: &Client,
+    token_url: &str,
+    client_id: &str,
+    client_secret: &str,
+    tester_token: &str,
+) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let data = json!({"tokenUrl": token_url, "clientId": client_id, "clientSecret": client_secret,
+                      "testerToken": tester_token});
+    let secret = typed(
+        PROBE_SECRET,
+        json!({"metadata": {"name": PROBE_SECRET, "namespace": NAMESPACE}, "stringData": data}),
+    )?;
+    secrets.create(&PostParams::default(), &secret).await?;
+    Ok(())
+}
+
+/// The EndpointSlice the endpoint controller would write for `service` with one ready pod at
+/// `addr`, port name `http` (the charts' Service port).
+pub async fn create_endpoint_slice(client: &Client, service: &str, addr: std::net::SocketAddr) -> Result<()> {
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
+    let name = format!("{service}-pods");
+    let slice = typed(
+        &name,
+        json!({
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": addr.port(), "protocol": "TCP"}],
+            "endpoints": [{"addresses": [addr.ip().to_string()], "conditions": {"ready": true},
+                           "targetRef": {"kind": "Pod", "name": format!("{service}-0")}}]
+        }),
+    )?;
+    slices.create(&PostParams::default(), &slice).await?;
+    Ok(())
 }
 
 /// A Go-style duration (`12s`, `1500ms`) as the CRD's grammar wants it.
@@ -95,35 +140,40 @@ fn promotion_values(plan: &PromotionPlan) -> Value {
         .iter()
         .map(|(weight, bake)| json!({"weight": weight, "bake": go_duration(*bake)}))
         .collect();
+    let mut gates = json!({
+        "sli": {
+            "availability": ">= 0.995",
+            "p95LatencyMs": "<= 250",
+            "errorRate5xx": "<= 0.005",
+            "rateLimited429": "<= 0.01",
+            "noData": "hold",
+            "minSamples": plan.min_samples
+        },
+        // The runbook's Redis checks, probed by the operator itself. Not the fragmentation
+        // ratio: a fresh, nearly empty Redis reports a high one (its RSS is mostly the
+        // allocator's baseline), which says nothing about a real one.
+        "redis": {
+            "enabled": true,
+            "secretRef": REDIS_SECRET,
+            "requireTls": true,
+            "requireAuth": true,
+            "requireReplica": true,
+            "p95LatencyMs": "< 10",
+            "evictedKeys": "== 0",
+            "limiterErrors": "== 0"
+        }
+    });
+    if plan.probes {
+        gates["replayProtection"] = json!({"enabled": true, "secretRef": PROBE_SECRET});
+        gates["rateLimit"] = json!({"enabled": true, "secretRef": PROBE_SECRET});
+    }
     json!({
         "enabled": true,
         "steps": steps,
         "interval": go_duration(plan.interval),
         "progressDeadline": go_duration(plan.progress_deadline),
         "prometheus": {"address": plan.prometheus},
-        "gates": {
-            "sli": {
-                "availability": ">= 0.995",
-                "p95LatencyMs": "<= 250",
-                "errorRate5xx": "<= 0.005",
-                "rateLimited429": "<= 0.01",
-                "noData": "hold",
-                "minSamples": plan.min_samples
-            },
-            // The runbook's Redis checks, probed by the operator itself. Not the
-            // fragmentation ratio: a fresh, nearly empty Redis reports a high one (its RSS
-            // is mostly the allocator's baseline), which says nothing about a real one.
-            "redis": {
-                "enabled": true,
-                "secretRef": REDIS_SECRET,
-                "requireTls": true,
-                "requireAuth": true,
-                "requireReplica": true,
-                "p95LatencyMs": "< 10",
-                "evictedKeys": "== 0",
-                "limiterErrors": "== 0"
-            }
-        },
+        "gates": gates,
         "rollback": [
             {"metric": "errorRate5xx", "above": 0.05, "for": "20s"},
             {"metric": "p95LatencyMs", "above": 1000, "for": "30s"},
@@ -340,6 +390,7 @@ mod tests {
             prometheus: "http://127.0.0.1:9090".into(),
             min_samples: 20,
             progress_deadline: Duration::from_secs(120),
+            probes: true,
         };
         let dir = tempfile::tempdir().expect("a scratch directory");
         let rendered = render(

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use testkit::ManagedChild;
+use std::sync::Arc;
+
+use testkit::{ManagedChild, TestHost};
 
 use crate::error::{HarnessError, Result};
 
@@ -54,7 +56,16 @@ fn log_file(path: &Path) -> Result<std::fs::File> {
         .map_err(HarnessError::io(format!("open {}", path.display())))
 }
 
-fn spawn(mut command: Command, log: &Path) -> Result<ManagedChild> {
+fn spawn(command: Command, log: &Path) -> Result<ManagedChild> {
+    spawn_logging(command, log, None)
+}
+
+/// [`spawn`], handing the process `listener` (socket activation).
+fn spawn_with_listener(command: Command, listener: std::net::TcpListener, log: &Path) -> Result<ManagedChild> {
+    spawn_logging(command, log, Some(listener))
+}
+
+fn spawn_logging(mut command: Command, log: &Path, listener: Option<std::net::TcpListener>) -> Result<ManagedChild> {
     let file = log_file(log)?;
     let stderr = file
         .try_clone()
@@ -63,7 +74,11 @@ fn spawn(mut command: Command, log: &Path) -> Result<ManagedChild> {
     // The logs go to files: no terminal colour codes in them.
     command.env("NO_COLOR", "1");
     let name = command.get_program().to_string_lossy().into_owned();
-    ManagedChild::spawn(command, libc::SIGTERM).map_err(HarnessError::io(format!("start {name}")))
+    match listener {
+        Some(listener) => ManagedChild::spawn_with_listener(command, listener, libc::SIGTERM),
+        None => ManagedChild::spawn(command, libc::SIGTERM),
+    }
+    .map_err(HarnessError::io(format!("start {name}")))
 }
 
 /// Polls `url` until it answers 200, or fails after `limit` naming `what` and its log.
@@ -115,6 +130,11 @@ pub struct ApiSettings {
     pub redis_sentinels: Vec<String>,
     /// `--openai-base-url` (none: rule-based recommendations only).
     pub openai_base_url: Option<String>,
+    /// Serve at this test host's address (a pod address EndpointSlices may list) instead of
+    /// 127.0.0.1; the process is handed its listening socket (socket activation).
+    pub host: Option<Arc<TestHost>>,
+    /// Authentication flags (`--jwks-url` ... and `--tester-token`); empty: `--insecure-no-auth`.
+    pub auth: Vec<String>,
     pub log_dir: PathBuf,
 }
 
@@ -123,7 +143,17 @@ impl ApiProcess {
     /// for `/healthz` when `expect_ready` is false (a release that cannot reach its database
     /// never gets ready, but it runs and answers).
     pub async fn start(binary: &Path, track: &'static str, settings: &ApiSettings, expect_ready: bool) -> Result<Self> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        let addr = match &settings.host {
+            Some(host) => {
+                let listener = host.listen(0).map_err(HarnessError::io("listen on the test host"))?;
+                let port = listener
+                    .local_addr()
+                    .map_err(HarnessError::io("read the listener's address"))?
+                    .port();
+                SocketAddr::from((host.address(), port))
+            }
+            None => SocketAddr::from(([127, 0, 0, 1], testkit::free_port())),
+        };
         let log = settings.log_dir.join(format!("api-{track}.log"));
         let child = Self::run(binary, track, addr, settings, &log, expect_ready).await?;
         Ok(Self {
@@ -165,8 +195,6 @@ impl ApiProcess {
     ) -> Result<ManagedChild> {
         let mut command = Command::new(binary);
         command
-            .arg("--listen")
-            .arg(addr.to_string())
             .args(["--track", track])
             .arg("--database-url")
             .arg(&settings.database_url)
@@ -175,12 +203,25 @@ impl ApiProcess {
             .arg("--redis-ca-file")
             .arg(&settings.redis_ca_file)
             .args(["--db-max-connections", "10"])
-            // The ingress stand-in is the only client on 127.0.0.1: trust its X-Forwarded-For
-            // so each simulated student gets their own rate-limit budget.
-            .args(["--trusted-proxies", "127.0.0.1/32"])
+            // The chart's catalogue rate (120 a minute) in 5 s windows: the operator's
+            // rate-limit burst (a window's budget + 4) finds a fresh window within seconds at
+            // every step.
+            .args(["--rate-limits", "catalogue=10/5s,applications=10/1m,default=60/1m"])
             .args(["--shutdown-drain-ms", "0", "--shutdown-grace-seconds", "2"])
-            .arg("--insecure-no-auth")
             .env("LOG_FILTER", "warn");
+        // The ingress stand-in is the only proxy: trust its X-Forwarded-For so each simulated
+        // student gets their own budget. It connects from 127.0.0.1, or from the test host's
+        // peer, and appends its own client (the load generator, on 127.0.0.1).
+        let proxy = settings.host.as_ref().map_or_else(
+            || "127.0.0.1/32".to_owned(),
+            |h| format!("127.0.0.1/32,{}/32", h.peer_address()),
+        );
+        command.arg("--trusted-proxies").arg(proxy);
+        if settings.auth.is_empty() {
+            command.arg("--insecure-no-auth");
+        } else {
+            command.args(&settings.auth);
+        }
         if !settings.redis_sentinels.is_empty() {
             command
                 .arg("--redis-sentinels")
@@ -190,7 +231,19 @@ impl ApiProcess {
         if let Some(url) = &settings.openai_base_url {
             command.arg("--openai-base-url").arg(url);
         }
-        let child = spawn(command, log)?;
+        let child = match &settings.host {
+            Some(host) => {
+                // The port of the first life, bound again after a restart.
+                let listener = host
+                    .listen(addr.port())
+                    .map_err(HarnessError::io(format!("listen on {addr}")))?;
+                spawn_with_listener(command, listener, log)?
+            }
+            None => {
+                command.arg("--listen").arg(addr.to_string());
+                spawn(command, log)?
+            }
+        };
         let probe = if expect_ready { "readyz" } else { "healthz" };
         wait_until_ok(
             &format!("http://{addr}/{probe}"),

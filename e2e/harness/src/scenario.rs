@@ -26,6 +26,10 @@ use testkit::model::ModelStandIn;
 
 /// The demo Redis's password (loopback only, generated data; not a secret).
 const REDIS_PASSWORD: &str = "demo-redis-password";
+/// The operator's probe identity at the IdP stand-in, and the API's tester token (likewise).
+const PROBE_CLIENT: &str = "canary-probe";
+const PROBE_CLIENT_SECRET: &str = "demo-probe-client-secret";
+const TESTER_TOKEN: &str = "demo-tester-token";
 
 /// Phases after which the operator does nothing more on its own.
 pub const TERMINAL_PHASES: [&str; 3] = ["Promoted", "RolledBack", "Failed"];
@@ -74,6 +78,10 @@ pub struct ScenarioConfig {
     pub model: bool,
     /// The promotion's `progressDeadline`.
     pub progress_deadline: Duration,
+    /// The API processes serve at pod addresses (a network namespace; needs root) listed in
+    /// EndpointSlices, with JWT auth on (an IdP stand-in), so the operator's replay-protection
+    /// and rate-limit probes run against them. Off: 127.0.0.1 and `--insecure-no-auth`.
+    pub probes: bool,
 }
 
 impl ScenarioConfig {
@@ -95,6 +103,7 @@ impl ScenarioConfig {
             redis_sentinels: false,
             model: false,
             progress_deadline: s(120),
+            probes: true,
         }
     }
 }
@@ -116,6 +125,9 @@ pub struct Stack {
     _redis_replica: testkit::RedisServer,
     sentinels: Vec<testkit::Sentinel>,
     _postgres: testkit::Postgres,
+    _idp: Option<Arc<testkit::idp::Idp>>,
+    /// Where the API processes serve (dropped after them).
+    _pod_host: Option<Arc<testkit::TestHost>>,
     client: Client,
     kubectl: testkit::kube::Kubectl,
     apiserver: testkit::KubeApiServer,
@@ -270,7 +282,35 @@ impl Stack {
         } else {
             None
         };
+        let (pod_host, idp) = if config.probes {
+            let host = blocking("a test host for the pods (needs root)", testkit::TestHost::create).await?;
+            let key = testkit::idp::SigningKey::generate("demo", jsonwebtoken::Algorithm::RS256);
+            let idp = testkit::idp::Idp::start(vec![key]).await;
+            idp.register_client(PROBE_CLIENT, PROBE_CLIENT_SECRET, Value::Null);
+            manifests::create_probe_secret(&client, &idp.token_url, PROBE_CLIENT, PROBE_CLIENT_SECRET, TESTER_TOKEN)
+                .await?;
+            progress(&format!(
+                "pods at {} (a network namespace), IdP stand-in (JWKS, client credentials) at {}; \
+                 Secret {} for the operator's replay and rate-limit probes",
+                host.address(),
+                idp.token_url,
+                manifests::PROBE_SECRET
+            ));
+            (Some(Arc::new(host)), Some(Arc::new(idp)))
+        } else {
+            (None, None)
+        };
+        let auth = match &idp {
+            Some(idp) => {
+                let mut flags = idp.flags();
+                flags.extend(["--tester-token".to_owned(), TESTER_TOKEN.to_owned()]);
+                flags
+            }
+            None => Vec::new(),
+        };
         let api_settings = ApiSettings {
+            host: pod_host.clone(),
+            auth,
             database_url,
             redis_url: redis.url(),
             redis_ca_file: redis_tls.ca_cert.clone(),
@@ -310,8 +350,13 @@ impl Stack {
             CanaryRelease::BrokenDatabase => " (this release cannot reach its database)",
             CanaryRelease::SlowDatabase => " (its database link turns slow once it serves)",
         };
+        if config.probes {
+            manifests::create_endpoint_slice(&client, manifests::STABLE, stable_api.addr).await?;
+            manifests::create_endpoint_slice(&client, manifests::CANARY, canary_api.addr).await?;
+        }
+        let auth = if config.probes { ", JWT auth on" } else { "" };
         progress(&format!(
-            "scholarship-api --track stable on {}, --track canary on {}{broken}",
+            "scholarship-api --track stable on {}, --track canary on {}{broken}{auth}",
             stable_api.addr, canary_api.addr
         ));
 
@@ -342,6 +387,11 @@ impl Stack {
         load_config.max_in_flight = 32;
         if config.model {
             load_config.paths.push(crate::load::RECOMMENDATIONS_PATH.to_owned());
+            if let Some(idp) = idp.clone() {
+                load_config.tokens = Some(crate::load::TokenMinter(Arc::new(move |student| {
+                    idp.token("demo", &format!("student-{student}"))
+                })));
+            }
         }
         let load = LoadGenerator::start(load_config)?;
         progress(&format!(
@@ -375,6 +425,7 @@ impl Stack {
             prometheus: prometheus.url(),
             min_samples: config.min_samples,
             progress_deadline: config.progress_deadline,
+            probes: config.probes,
         };
         manifests::create_promotion(&client, &plan, &log_dir).await?;
         let timeline = Arc::new(Mutex::new(Vec::new()));
@@ -398,6 +449,8 @@ impl Stack {
             _redis_replica: redis_replica,
             sentinels,
             _postgres: postgres,
+            _idp: idp,
+            _pod_host: pod_host,
             client,
             kubectl,
             apiserver,

@@ -124,6 +124,25 @@ async fn canary_walks_every_step_and_is_promoted_without_errors() {
             .any(|r| r.deployment == "scholarship-api" && r.image.as_deref() == Some(CANARY_IMAGE)),
         "{rendered}"
     );
+    // The operator's own probes judged the pods through their EndpointSlices: Redis rows,
+    // the cross-pod replay check (canary and stable pod) and the rate-limit burst, each 1.
+    for gate in [
+        "redis.tls",
+        "redis.auth",
+        "redis.replica",
+        "replayProtection.crossPod",
+        "rateLimit.crossPod",
+    ] {
+        let row = report.status["gates"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|g| g["name"] == gate))
+            .unwrap_or_else(|| panic!("no {gate} row: {rendered}"));
+        assert_eq!(
+            (&row["state"], row["value"].as_f64()),
+            (&serde_json::json!("Passing"), Some(1.0)),
+            "{row}"
+        );
+    }
     assert!(started.elapsed() < Duration::from_secs(240));
 }
 

@@ -21,6 +21,7 @@ static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 pub struct TestHost {
     name: String,
     address: Ipv4Addr,
+    peer: Ipv4Addr,
     namespace: File,
 }
 
@@ -53,6 +54,7 @@ impl TestHost {
         Ok(Self {
             name,
             address,
+            peer: ours,
             namespace,
         })
     }
@@ -60,6 +62,12 @@ impl TestHost {
     /// The host's own address (what an EndpointSlice would list for a pod).
     pub fn address(&self) -> Ipv4Addr {
         self.address
+    }
+
+    /// Our side of the link: the source address of every connection from this namespace to
+    /// the host (a proxy's address, as the host's servers see it).
+    pub fn peer_address(&self) -> Ipv4Addr {
+        self.peer
     }
 
     /// A listening socket on `address():port` (0 = any free port), bound inside the host's

@@ -89,12 +89,26 @@ async fn read_metrics(
     ns: &str,
     wanted: Wanted,
     window: Duration,
+    probe_budget: Duration,
 ) -> (Readings, Option<Vec<String>>) {
+    let redis_gates = wanted
+        .redis
+        .as_ref()
+        .map(|c| c.rows.iter().map(|r| r.gate()).collect())
+        .unwrap_or_default();
     let (mut readings, redis, replay, rate_limit) = futures::join!(
         read_providers(cp, ctx, ns, &wanted, window),
-        probe_redis(cp, ctx, ns, &wanted, window),
-        probe_replay(ctx, ns, &wanted),
-        probe_rate_limit(cp, ctx, ns, &wanted)
+        within(probe_budget, redis_gates, probe_redis(cp, ctx, ns, &wanted, window)),
+        within(
+            probe_budget,
+            vec![canary_core::plan::REPLAY_GATE.to_owned()],
+            probe_replay(ctx, ns, &wanted)
+        ),
+        within(
+            probe_budget,
+            vec![canary_core::plan::RATE_LIMIT_GATE.to_owned()],
+            probe_rate_limit(cp, ctx, ns, &wanted)
+        )
     );
     let mut unresolved = Vec::new();
     for probed in [redis, replay, rate_limit] {
@@ -110,6 +124,19 @@ async fn read_metrics(
         }
     }
     (readings, Some(unresolved))
+}
+
+/// A probe still running after `budget` (a slow pod, a slow Redis) is cut, and its `gates`
+/// read as errors this round: the rollback criteria, read beside the probes, never wait for a
+/// slow canary longer than an interval.
+async fn within(budget: Duration, gates: Vec<String>, probe: impl Future<Output = ProbeOutcome>) -> ProbeOutcome {
+    match tokio::time::timeout(budget, probe).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let reason = format!("the probe did not finish within the interval ({budget:?})");
+            ProbeOutcome::Read(gates.into_iter().map(|g| (g, Reading::Error(reason.clone()))).collect())
+        }
+    }
 }
 
 /// What one of the operator's probes gave.
@@ -306,10 +333,10 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
                 wanted = wanted.without_drill();
             }
             drill_secret = wanted.drill.clone();
-            read_metrics(cp, ctx, ns, wanted, window).await
+            read_metrics(cp, ctx, ns, wanted, window, interval(Some(plan))).await
         }
         (Phase::Watching, Some(plan)) if current => {
-            read_metrics(cp, ctx, ns, Wanted::for_watch(plan, spec), window).await
+            read_metrics(cp, ctx, ns, Wanted::for_watch(plan, spec), window, interval(Some(plan))).await
         }
         _ => (Readings::default(), None),
     };

@@ -36,6 +36,10 @@ struct Cli {
     /// is rolled back on latency), `both` (good, then bad) or `all`, one after the other.
     #[arg(long, env = "CANARY_DEMO_RELEASES", value_enum, default_value_t = Releases::Both)]
     releases: Releases,
+    /// Serve the API on 127.0.0.1 with authentication off, without the operator's replay and
+    /// rate-limit probes: no network namespace, so no root needed.
+    #[arg(long, env = "CANARY_DEMO_WITHOUT_PROBES")]
+    without_probes: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -129,6 +133,7 @@ async fn run_release(
     config.requests_per_second = cli.rate;
     config.timeout = Duration::from_secs(cli.timeout_seconds);
     config.keep_logs = cli.keep_logs;
+    config.probes = !cli.without_probes;
     let steps = config
         .steps
         .iter()
@@ -203,6 +208,11 @@ async fn run_release(
         .kubectl(&["get", "canprom", "-n", NAMESPACE, PROMOTION, "-o", gates_jsonpath])
         .await
         .unwrap_or_else(|e| e.to_string());
+    // What `kubectl describe` shows a user: every row with its value and the probes' messages.
+    let describe = stack
+        .kubectl(&["describe", "canarypromotion", "-n", NAMESPACE, PROMOTION])
+        .await
+        .unwrap_or_else(|e| e.to_string());
     let report = stack.finish().await?;
     println!("\n{}", report.render());
     println!("Gates at the end (name, state, value, threshold):");
@@ -215,6 +225,7 @@ async fn run_release(
             println!("  {name:<22} {state:<8} {value:>8}  {threshold}");
         }
     }
+    println!("\n$ kubectl describe canarypromotion -n {NAMESPACE} {PROMOTION}\n{describe}");
     println!("\n$ kubectl get deployments -n {NAMESPACE} -o wide\n{deployments}");
     Ok(report.phase)
 }
