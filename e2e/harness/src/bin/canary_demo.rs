@@ -222,7 +222,7 @@ async fn run_release(
             let value = value
                 .parse::<f64>()
                 .map_or_else(|_| value.to_owned(), |v| format!("{v:.3}"));
-            println!("  {name:<22} {state:<8} {value:>8}  {threshold}");
+            println!("  {name:<26} {state:<8} {value:>8}  {threshold}");
         }
     }
     println!("\n$ kubectl describe canarypromotion -n {NAMESPACE} {PROMOTION}\n{describe}");
