@@ -757,8 +757,10 @@ async fn redis_gate_fails_exactly_the_row_whose_fault_is_made() {
             "redis.evictedKeys",
         ];
         // Waits for `failing` to fail; every other row must pass in that same status.
+        // Also prints how long from the fault to the row failing (interval 1 s).
         let only = |failing: &'static str| {
             let c = &c;
+            let fault = Instant::now();
             async move {
                 let s = eventually(LIMIT, failing, || async {
                     let s = c.status("promo").await;
@@ -772,6 +774,7 @@ async fn redis_gate_fails_exactly_the_row_whose_fault_is_made() {
                         "{row} while {failing} fails: {s}"
                     );
                 }
+                eprintln!("fault → {failing} Failing: {:?}", fault.elapsed());
                 gate_row(&s, failing)
             }
         };

@@ -164,6 +164,7 @@ impl Wanted {
                 rows: redis_rows,
                 maxmemory_policy: r.maxmemory_policy,
                 plaintext_port: r.plaintext_port,
+                latency_budget: plan.interval.to_std().unwrap_or_default() / 3,
             });
         }
         w

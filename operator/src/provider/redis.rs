@@ -65,6 +65,9 @@ pub struct RedisChecks {
     pub maxmemory_policy: Option<canary_core::MaxmemoryPolicy>,
     /// For `redis.plaintextRefused`.
     pub plaintext_port: Option<u16>,
+    /// How long the `redis.p95LatencyMs` burst may take: a slow Redis gives fewer round
+    /// trips, not a probe that outlasts its round (a third of the interval).
+    pub latency_budget: Duration,
 }
 
 impl RedisChecks {
@@ -337,7 +340,7 @@ pub async fn probe(
             },
             RedisRow::Auth => auth_enforced(target).await,
             RedisRow::Replica => info_field(&mut connection, "replication", "connected_slaves").await,
-            RedisRow::P95LatencyMs => latency_p95(&mut connection).await,
+            RedisRow::P95LatencyMs => latency_p95(&mut connection, checks.latency_budget).await,
             RedisRow::FragmentationRatio => info_field(&mut connection, "memory", "mem_fragmentation_ratio").await,
             RedisRow::EvictedKeys => match info_field(&mut connection, "stats", "evicted_keys").await {
                 Reading::Value { value, .. } => history
@@ -619,9 +622,10 @@ async fn sentinel_quorum(sentinels: &Sentinels) -> Reading {
     )
 }
 
-async fn latency_p95(connection: &mut MultiplexedConnection) -> Reading {
+async fn latency_p95(connection: &mut MultiplexedConnection, budget: Duration) -> Reading {
     let mut millis = Vec::with_capacity(BURST);
-    for _ in 0..BURST {
+    let burst_started = Instant::now();
+    while millis.len() < BURST && (millis.is_empty() || burst_started.elapsed() < budget) {
         let started = Instant::now();
         let pong: Result<String, _> = redis::cmd("PING").query_async(connection).await;
         if let Err(e) = pong {
@@ -629,9 +633,10 @@ async fn latency_p95(connection: &mut MultiplexedConnection) -> Reading {
         }
         millis.push(started.elapsed().as_secs_f64() * 1000.0);
     }
+    let samples = millis.len() as u64;
     Reading::Value {
         value: nearest_rank(&mut millis, 0.95),
-        samples: BURST as u64,
+        samples,
     }
 }
 
