@@ -78,6 +78,60 @@ async fn nginx_full_promotion() {
     .await;
 }
 
+/// `spec.paused` edited with kubectl semantics (a merge patch: a new generation): the pause
+/// holds the current step and weight, the resume carries on from that step; neither starts
+/// the release again from step 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_keep_the_step_across_generations() {
+    bounded(async {
+        let c = Cluster::start().await;
+        let prom = ScriptedProm::start().await;
+        c.create_nginx_scene().await;
+        let _op = InProcess::start(&c).await;
+        c.create_cp("promo", spec(nginx(), &prom.address, "2s", "1m")).await;
+        eventually(LIMIT, "step 2", || async {
+            let s = c.status("promo").await;
+            (s["currentStep"] == 2).then_some(())
+        })
+        .await;
+        let pause = |paused: bool| {
+            let c = &c;
+            async move {
+                c.cps()
+                    .patch(
+                        "promo",
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(json!({"spec": {"paused": paused}})),
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        pause(true).await;
+        let s = c.wait_phase("promo", "Paused", LIMIT).await;
+        assert_eq!((&s["currentStep"], &s["weight"]), (&json!(2), &json!(50)), "{s}");
+        // Paused for longer than a bake: still step 2, the ingress still at 50.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let s = c.status("promo").await;
+        assert_eq!((&s["phase"], &s["currentStep"]), (&json!("Paused"), &json!(2)), "{s}");
+        assert_eq!(c.ingress_weight("api-canary").await.as_deref(), Some("50"));
+        pause(false).await;
+        let s = c.wait_phase("promo", "Promoted", LIMIT).await;
+        assert_eq!(s["observedGeneration"], 3, "{s}");
+        let reasons = c.event_reasons("promo").await;
+        assert!(
+            reasons.iter().any(|r| r == "Paused") && reasons.iter().any(|r| r == "Resumed"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "Started").count(),
+            1,
+            "never started again: {reasons:?}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_when_a_criterion_holds_for_its_window() {
     bounded(async {

@@ -168,7 +168,7 @@ async fn canary_pods_that_follow_the_sentinels_pass_the_failover_drill() {
         "{status}"
     );
     let message = row["message"].as_str().unwrap_or_default();
-    assert!(message.contains("5xx ratio never above"), "{message}");
+    assert!(message.contains("5xx ratio at most 0 after it"), "{message}");
     let drill = &status["drill"];
     assert_eq!(drill["result"], "Passed", "{status}");
     assert_ne!(

@@ -313,7 +313,7 @@ async fn game_day_every_fault_gets_its_verdict_and_only_a_lasting_model_throttle
     let mut config = ScenarioConfig::demo(binaries());
     config.redis_sentinels = true;
     config.model = true;
-    config.steps = vec![(10, s(20)), (30, s(150)), (100, s(5))];
+    config.steps = vec![(10, s(20)), (30, s(200)), (100, s(5))];
     config.progress_deadline = s(240);
     config.timeout = s(240);
     let timeout = config.timeout;

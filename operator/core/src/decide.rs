@@ -183,7 +183,20 @@ impl Tick<'_> {
             self.watch(plan, image);
             return;
         }
-        if new_generation || new_image {
+        // A pause, a resume or a webhook edited is a new generation of the same release: it
+        // carries on where it was (the pause itself is judged in `progress`).
+        let same_release = self.obs.release.is_some() && self.obs.release == self.st.observed_release;
+        if new_generation && !new_image && same_release {
+            self.st.observed_generation = Some(self.obs.generation);
+            self.event(
+                EventType::Normal,
+                Reason::SpecChanged,
+                format!(
+                    "generation {}: same release (paused or notify changed), carrying on",
+                    self.obs.generation
+                ),
+            );
+        } else if new_generation || new_image {
             if self.st.observed_generation.is_some() {
                 let message = format!(
                     "generation {}, canary image {}: starting again from step 1",
@@ -317,6 +330,7 @@ impl Tick<'_> {
         let st = &mut self.st;
         st.observed_generation = Some(self.obs.generation);
         st.observed_canary_image = image.clone();
+        st.observed_release = self.obs.release.clone();
         st.gates_passing_since = None;
         st.paused_at = None;
         st.promotion_started_at = None;

@@ -1,9 +1,11 @@
 //! The Redis failover drill of a step: the shell fails the primary over once the step's
 //! weight is applied and reports it ([`DrillEvent`]); from then on, for the drill's window,
-//! the canary's 5xx ratio must never rise above its value at the failover, and at the end its
-//! limiter's Redis errors must be back to zero and the step's latency gates passing. The
-//! verdict is the reading of gate `redis.failoverDrill` (1 passed, 0 failed, no data while
-//! the window runs), kept in `status.drill` for the rest of the step.
+//! the canary's 5xx ratio must not rise above both its value at the failover and the step's
+//! `sli.errorRate5xx` gate, and at the end its limiter's Redis errors must be back to zero and
+//! the step's latency gates passing. The end is the drill's window, and at least the metric
+//! window plus an interval after the failover, so the last readings describe the canary after
+//! it only. The verdict is the reading of gate `redis.failoverDrill` (1 passed, 0 failed, no
+//! data while the window runs), kept in `status.drill` for the rest of the step.
 
 use chrono::{DateTime, Utc};
 
@@ -50,7 +52,7 @@ pub fn tick(
     now: DateTime<Utc>,
 ) -> DrillTick {
     let Some(previous) = previous.filter(|d| d.step == step) else {
-        return start(step, obs, now);
+        return start(step, obs);
     };
     let mut st = previous.clone();
     if let Some(result) = st.result {
@@ -70,13 +72,14 @@ pub fn tick(
         st.error_rate5xx_max = Some(st.error_rate5xx_max.map_or(now_5xx, |m| m.max(now_5xx)));
     }
     let elapsed = now.signed_duration_since(st.failed_over_at);
-    if elapsed < drill.window {
+    let judged_after = drill.window.max(obs.metric_window + plan.interval);
+    if elapsed < judged_after {
         let note = format!(
             "drill running: {} → {}, {}s of {}s",
             st.from,
             st.to.as_deref().unwrap_or("?"),
             secs(elapsed),
-            secs(drill.window)
+            secs(judged_after)
         );
         return running(st, note);
     }
@@ -87,10 +90,13 @@ pub fn tick(
         ),
         Some(broken) => {
             let passed = broken.is_empty();
-            let before = st.error_rate5xx_before.unwrap_or(0.0);
             let head = format!("primary {} → {}", st.from, st.to.as_deref().unwrap_or("?"));
             st.message = if passed {
-                format!("{head}: 5xx ratio never above {before}, limiter errors back to 0, latency gates passing")
+                let max = st.error_rate5xx_max.unwrap_or_default();
+                format!(
+                    "{head}: 5xx ratio at most {max} after it (before: {}), limiter errors back to 0, latency gates passing",
+                    before_text(&st)
+                )
             } else {
                 format!("{head}: {}", broken.join("; "))
             };
@@ -122,9 +128,9 @@ pub fn tick(
 }
 
 /// Before the failover: the shell reports it once the step's weight is applied.
-fn start(step: u32, obs: &Observation, now: DateTime<Utc>) -> DrillTick {
+fn start(step: u32, obs: &Observation) -> DrillTick {
     match &obs.drill {
-        Some(DrillEvent::FailedOver { from, to }) => {
+        Some(DrillEvent::FailedOver { from, to, at }) => {
             let before = value(obs, DRILL_5XX);
             let message = format!(
                 "step {step}: Redis primary {from} failed over to {}",
@@ -132,11 +138,12 @@ fn start(step: u32, obs: &Observation, now: DateTime<Utc>) -> DrillTick {
             );
             let st = DrillStatus {
                 step,
-                failed_over_at: now,
+                failed_over_at: *at,
                 from: from.clone(),
                 to: to.clone(),
                 error_rate5xx_before: before,
-                error_rate5xx_max: before,
+                // Only readings taken after the failover count.
+                error_rate5xx_max: None,
                 result: None,
                 message: message.clone(),
             };
@@ -149,14 +156,17 @@ fn start(step: u32, obs: &Observation, now: DateTime<Utc>) -> DrillTick {
         }
         Some(DrillEvent::Refused(reason)) => DrillTick {
             status: None,
-            reading: Reading::Error(format!("SENTINEL FAILOVER: {reason}")),
+            reading: Reading::Error(format!("the drill's failover was not made: {reason}")),
             note: None,
             event: None,
         },
         None => DrillTick {
             status: None,
             reading: Reading::NoData,
-            note: Some("drill waiting for the step's weight to apply".to_owned()),
+            note: Some(
+                "drill waiting: Redis is failed over once the step's weight is applied (and not while paused)"
+                    .to_owned(),
+            ),
             event: None,
         },
     }
@@ -171,14 +181,26 @@ fn running(st: DrillStatus, note: String) -> DrillTick {
     }
 }
 
-/// The broken expectations (empty: passed), or `None` while a reading it needs is missing.
+fn before_text(st: &DrillStatus) -> String {
+    st.error_rate5xx_before
+        .map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+}
+
+/// The broken expectations (empty: passed), or `None` while a reading it needs is missing
+/// (no 5xx ratio read since the failover, no limiter or latency reading now).
 fn verdict(plan: &Plan, st: &DrillStatus, obs: &Observation) -> Option<Vec<String>> {
     let mut broken = Vec::new();
+    let max = st.error_rate5xx_max?;
     let before = st.error_rate5xx_before.unwrap_or(0.0);
-    if let Some(max) = st.error_rate5xx_max
-        && max > before + 1e-9
-    {
-        broken.push(format!("the canary's 5xx ratio rose from {before} to {max}"));
+    // A ratio over a sliding window moves with traffic: a rise counts only past both its
+    // value at the failover and the step's own 5xx gate.
+    let gate = plan.gates.iter().find(|g| g.name == "sli.errorRate5xx");
+    if max > before + 1e-9 && gate.is_none_or(|g| !g.threshold.holds(max)) {
+        let limit = gate.map_or_else(String::new, |g| format!(", beyond its gate {}", g.threshold));
+        broken.push(format!(
+            "the canary's 5xx ratio rose from {} to {max}{limit}",
+            before_text(st)
+        ));
     }
     let limiter = value(obs, DRILL_LIMITER_ERRORS)?;
     if limiter > 0.0 {

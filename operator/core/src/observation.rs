@@ -48,14 +48,22 @@ pub struct Observation {
     pub metric_window: TimeDelta,
     /// A failover the shell made this tick for the current step's drill.
     pub drill: Option<DrillEvent>,
+    /// [`crate::spec::release_digest`] of the spec: a new generation with the same digest is
+    /// the same release (a pause, a resume, a webhook edited) and carries on where it was.
+    pub release: Option<String>,
 }
 
 /// What became of the shell's `SENTINEL FAILOVER` for a drill step.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DrillEvent {
-    /// The Sentinels failed the primary over: `from` before, `to` once they named another
-    /// (unset if they had not yet when the shell stopped waiting).
-    FailedOver { from: String, to: Option<String> },
-    /// It could not be made (no Sentinel answered, none agreed, the command was refused).
+    /// The Sentinels failed the primary over at `at`: `from` before, `to` once they named
+    /// another (unset if they had not yet when the shell stopped waiting).
+    FailedOver {
+        from: String,
+        to: Option<String>,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// It could not be made (no Sentinel answered, the Secret lacks them, the command was
+    /// refused: no replica to promote, an unknown master name).
     Refused(String),
 }

@@ -468,15 +468,16 @@ pub struct RedisGates {
     pub min_samples: u32,
 }
 
-/// How a failover drill is judged: for `window` after the failover, the canary's 5xx ratio
-/// must never rise above its value at the failover; at the end, its limiter's Redis errors
-/// must be back to zero and the step's latency gates (`sli.p95LatencyMs`,
-/// `sli.redisP95LatencyMs`, when set) passing.
+/// How a failover drill is judged: after the failover, the canary's 5xx ratio must not rise
+/// above both its value at the failover and the step's `sli.errorRate5xx` gate; at the end,
+/// its limiter's Redis errors must be back to zero and the step's latency gates
+/// (`sli.p95LatencyMs`, `sli.redisP95LatencyMs`, when set) passing.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverDrill {
-    /// Go duration, at least 1s; default 30s. Longer than the metric window, so the last
-    /// readings describe the canary after the failover only.
+    /// Go duration, at least 1s; default 30s. The verdict comes at the end of the window, and
+    /// at least the metric window plus an interval after the failover, so its last readings
+    /// describe the canary after the failover only.
     #[serde(default = "default_drill_window")]
     #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = [
@@ -694,4 +695,21 @@ pub enum PromotionStrategy {
     Patch,
     /// Something else (GitOps) sets the stable image; the operator waits for it.
     External,
+}
+
+/// Identifies a release: the spec without the fields a running promotion takes in its stride
+/// (`paused`, `notify`). Stable across builds (FNV-1a over the JSON, whose object keys are
+/// sorted), so a restarted or upgraded operator computes the same digest.
+pub fn release_digest(spec: &PromotionSpec) -> String {
+    let mut value = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("paused");
+        fields.remove("notify");
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in value.to_string().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }

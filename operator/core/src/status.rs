@@ -69,6 +69,10 @@ pub struct CanaryPromotionStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_canary_image: Option<String>,
+    /// Digest of the spec's release fields (all but `paused` and `notify`) this run started
+    /// with: a generation that changes only those carries on instead of starting over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_release: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateStatus>,
     /// "passing/total", for the GATES printer column.

@@ -250,6 +250,40 @@ fn pause_holds_weight_and_resume_restarts_the_bake() {
     assert_eq!(reasons.iter().filter(|r| **r == "Resumed").count(), 1);
 }
 
+/// As on a real API server: editing `paused` bumps the generation. It is the same release,
+/// so the pause holds the current step and the resume carries on from it, never from step 1.
+#[test]
+fn pausing_and_resuming_through_a_new_generation_keeps_the_step() {
+    let mut sim = Sim::new(runbook_spec());
+    sim.run_for(h(3));
+    assert_eq!((sim.status.current_step, sim.status.weight), (2, 25));
+    sim.spec.paused = true;
+    sim.obs.generation = 2;
+    sim.run_for(h(1));
+    assert_eq!(
+        (sim.status.phase, sim.status.current_step, sim.status.weight),
+        (Phase::Paused, 2, 25)
+    );
+    assert_eq!(sim.status.observed_generation, Some(2));
+    sim.spec.paused = false;
+    sim.obs.generation = 3;
+    sim.tick();
+    assert_eq!(
+        (sim.status.phase, sim.status.current_step, sim.status.weight),
+        (Phase::Progressing, 2, 25)
+    );
+    assert!(
+        !sim.log
+            .iter()
+            .any(|d| d.weight == 5 && d.status.observed_generation.unwrap_or(0) > 1)
+    );
+    // Any other change is a new release: it starts again from step 1.
+    sim.spec.interval = "1m".into();
+    sim.obs.generation = 4;
+    sim.tick();
+    assert_eq!((sim.status.current_step, sim.status.weight), (1, 5));
+}
+
 #[test]
 fn abort_rolls_back_once_and_is_acknowledged() {
     let mut sim = Sim::new(runbook_spec());
@@ -305,6 +339,9 @@ fn new_generation_or_canary_image_restarts_from_step_one() {
     let mut sim = Sim::new(runbook_spec());
     sim.run_for(h(7));
     assert_eq!(sim.status.weight, 50);
+    // A changed step is a new release (a generation changing only `paused` or `notify` is
+    // not: see pausing_and_resuming_through_a_new_generation_keeps_the_step).
+    sim.spec.steps[0].bake = "11m".into();
     sim.obs.generation = 2;
     sim.tick();
     assert_eq!((sim.status.weight, sim.status.current_step), (5, 1));

@@ -40,6 +40,7 @@ fn fail_over(sim: &mut Sim) {
     sim.obs.drill = Some(DrillEvent::FailedOver {
         from: "10.0.0.1:6379".into(),
         to: Some("10.0.0.2:6379".into()),
+        at: sim.now,
     });
     sim.tick();
     sim.obs.drill = None;
@@ -142,6 +143,43 @@ fn limiter_errors_that_stay_and_latency_that_stays_high_fail_the_drill() {
 }
 
 #[test]
+fn a_rise_within_the_step_s_5xx_gate_is_noise_and_no_reading_is_no_verdict() {
+    let mut spec = drill_spec();
+    spec.gates.sli.as_mut().unwrap().error_rate5xx = Some("<= 0.01".into());
+    let mut sim = Sim::new(spec);
+    sim.obs.gates.insert("sli.errorRate5xx".into(), value(0.001));
+    sim.obs.gates.insert(DRILL_5XX.into(), value(0.001));
+    sim.obs.gates.insert(DRILL_LIMITER_ERRORS.into(), value(0.0));
+    sim.run_until(TimeDelta::hours(1), |s| s.current_step == 2).unwrap();
+    sim.tick();
+    fail_over(&mut sim);
+    // From 0.001 to 0.004: above its value at the failover, within the gate's 0.01.
+    sim.obs.gates.insert(DRILL_5XX.into(), value(0.004));
+    sim.run_for(TimeDelta::minutes(6));
+    assert_eq!(sim.status.drill.as_ref().unwrap().result, Some(DrillResult::Passed));
+
+    // A canary whose 5xx ratio cannot be read after the failover gets no verdict.
+    let mut sim = at_step_two();
+    fail_over(&mut sim);
+    sim.obs.gates.remove(DRILL_5XX);
+    sim.run_for(TimeDelta::minutes(10));
+    assert_eq!(sim.status.drill.as_ref().unwrap().result, None);
+    assert_eq!(drill_row(&sim).unwrap().state, GateState::NoData);
+}
+
+#[test]
+fn the_verdict_waits_for_the_metric_window_to_hold_only_readings_after_the_failover() {
+    let mut sim = at_step_two();
+    // A metric window of 10 minutes: a 5-minute drill is judged after 10m30s (window + interval).
+    sim.obs.metric_window = TimeDelta::minutes(10);
+    fail_over(&mut sim);
+    sim.run_for(TimeDelta::minutes(10));
+    assert_eq!(sim.status.drill.as_ref().unwrap().result, None);
+    sim.run_for(TimeDelta::minutes(1));
+    assert_eq!(sim.status.drill.as_ref().unwrap().result, Some(DrillResult::Passed));
+}
+
+#[test]
 fn a_refused_failover_is_an_error_row_and_is_tried_again() {
     let mut sim = at_step_two();
     sim.obs.drill = Some(DrillEvent::Refused(
@@ -154,7 +192,7 @@ fn a_refused_failover_is_an_error_row_and_is_tried_again() {
         row.message
             .as_deref()
             .unwrap()
-            .starts_with("SENTINEL FAILOVER: sentinel")
+            .starts_with("the drill's failover was not made: sentinel")
     );
     assert_eq!(sim.status.drill, None, "nothing recorded: the shell tries again");
     fail_over(&mut sim);

@@ -334,8 +334,8 @@ pub async fn probe(
             RedisRow::Tls => flag(target.tls()),
             RedisRow::Auth if open_to_anyone => Reading::Probed {
                 value: 0.0,
-                detail: "Redis answers without credentials: it refused the Secret's AUTH because it has no \
-                         password configured"
+                detail: "Redis answers without credentials (it refused the Secret's: no password is configured, \
+                         or the Secret's are wrong and the default user needs none)"
                     .to_owned(),
             },
             RedisRow::Auth => auth_enforced(target).await,
@@ -523,10 +523,19 @@ async fn current_primary(sentinels: &Sentinels) -> Result<(String, u16), String>
 /// How long a drill waits for the Sentinels to name the new primary.
 const FAILOVER_WAIT: Duration = Duration::from_secs(5);
 
+/// What a drill's failover did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedOver {
+    pub from: String,
+    pub to: Option<String>,
+    /// When a Sentinel accepted the command.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
 /// A failover drill: asks the first Sentinel that accepts to fail the primary over
-/// (`SENTINEL FAILOVER`), then waits (at most [`FAILOVER_WAIT`]) for the Sentinels to name
-/// another primary. Returns the primary before and, once named, after (`host:port`).
-pub async fn failover(target: &Target) -> Result<(String, Option<String>), String> {
+/// (`SENTINEL FAILOVER`; `INPROG`, one already running, counts as accepted), then waits (at
+/// most [`FAILOVER_WAIT`]) for the Sentinels to name another primary.
+pub async fn failover(target: &Target) -> Result<FailedOver, String> {
     let Some(sentinels) = &target.sentinels else {
         return Err(format!(
             "the Secret has no key {:?}: a drill fails over through the Sentinels",
@@ -552,23 +561,33 @@ pub async fn failover(target: &Target) -> Result<(String, Option<String>), Strin
                 accepted = true;
                 break;
             }
+            // Another failover of this primary is running (ours, if an answer came late).
+            Err(e) if e.contains("INPROG") => {
+                accepted = true;
+                break;
+            }
             Err(e) => refusals.push(e),
         }
     }
     if !accepted {
         return Err(refusals.join("; "));
     }
+    let at = chrono::Utc::now();
     let deadline = Instant::now() + FAILOVER_WAIT;
     while Instant::now() < deadline {
         if let Ok((host, port)) = current_primary(sentinels).await {
             let now = format!("{host}:{port}");
             if now != from {
-                return Ok((from, Some(now)));
+                return Ok(FailedOver {
+                    from,
+                    to: Some(now),
+                    at,
+                });
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok((from, None))
+    Ok(FailedOver { from, to: None, at })
 }
 
 /// The Sentinels must all answer and name one primary, and have the quorum to fail over.

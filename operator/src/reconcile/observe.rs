@@ -234,13 +234,20 @@ async fn probe_redis(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wan
 }
 
 /// A drill step whose failover is not made yet, with the step's weight applied: the canary
-/// carries its share when Redis fails over.
-fn drill_due(plan: &Plan, status: &CanaryPromotionStatus, router_weight: Option<u32>) -> bool {
+/// carries its share when Redis fails over. Not in a round `decide` will spend on something
+/// else (an action to apply, a new canary image), where the failover would go unrecorded.
+fn drill_due(plan: &Plan, cp: &CanaryPromotion, status: &CanaryPromotionStatus, observed: &Observation) -> bool {
     let step = status.current_step;
+    let action_pending = observed.action.is_some() && observed.action != status.last_applied_action;
+    let new_image =
+        plan.canary_image.as_ref().or(observed.canary_image.as_ref()) != status.observed_canary_image.as_ref();
     status.phase == Phase::Progressing
+        && status.observed_generation == cp.meta().generation
         && plan.drill_at(step).is_some()
         && status.drill.as_ref().is_none_or(|d| d.step != step)
-        && router_weight == Some(status.weight)
+        && observed.router_weight == Some(status.weight)
+        && !action_pending
+        && !new_image
 }
 
 /// Makes the drill's failover through the Sentinels in the Redis Secret. The second value is
@@ -251,9 +258,21 @@ async fn fail_over(ctx: &Context, ns: &str, secret: &str) -> (DrillEvent, Option
         Err(SecretError::Unusable(reason)) => return (DrillEvent::Refused(reason.clone()), Some(reason)),
         Err(SecretError::Unavailable(reason)) => return (DrillEvent::Refused(reason), None),
     };
+    // Leadership can be lost during a round: a replica that no longer leads must not fail
+    // Redis over a second time.
+    if !ctx.leadership.is_leader() {
+        return (
+            DrillEvent::Refused("this operator replica is not the leader".into()),
+            None,
+        );
+    }
     let started = Instant::now();
     let event = match redis::failover(&target).await {
-        Ok((from, to)) => DrillEvent::FailedOver { from, to },
+        Ok(done) => DrillEvent::FailedOver {
+            from: done.from,
+            to: done.to,
+            at: done.at,
+        },
         Err(reason) => DrillEvent::Refused(reason),
     };
     tracing::info!(?event, took = ?started.elapsed(), "failover drill");
@@ -340,19 +359,9 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
         }
         _ => (Readings::default(), None),
     };
-    // After the readings: this round's 5xx ratio is the drill's "before".
-    let drill = match (plan, drill_secret) {
-        (Some(plan), Some(secret)) if drill_due(plan, &status, router_weight) => {
-            let (event, unusable) = fail_over(ctx, ns, &secret).await;
-            if let (Some(reason), Some(unresolved)) = (unusable, unresolved.as_mut()) {
-                unresolved.push(format!("spec.gates.redis.secretRef: {reason}"));
-            }
-            Some(event)
-        }
-        _ => None,
-    };
-    let obs = Observation {
-        drill,
+    let mut obs = Observation {
+        drill: None,
+        release: Some(canary_core::release_digest(spec)),
         generation,
         gates: readings.gates,
         criteria: readings.criteria,
@@ -365,6 +374,16 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
         action: cp.annotations().get(ACTION_ANNOTATION).cloned(),
         metric_window: chrono::TimeDelta::from_std(window).unwrap_or_default(),
     };
+    // After the readings: this round's 5xx ratio is the drill's "before".
+    if let (Some(plan), Some(secret)) = (plan, drill_secret)
+        && drill_due(plan, cp, &status, &obs)
+    {
+        let (event, unusable) = fail_over(ctx, ns, &secret).await;
+        if let (Some(reason), Some(unresolved)) = (unusable, unresolved.as_mut()) {
+            unresolved.push(format!("spec.gates.redis.secretRef: {reason}"));
+        }
+        obs.drill = Some(event);
+    }
     Ok(Observed {
         obs,
         router,

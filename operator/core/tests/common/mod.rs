@@ -96,6 +96,7 @@ impl Sim {
     }
 
     pub fn tick(&mut self) -> &Decision {
+        self.obs.release = Some(canary_core::release_digest(&self.spec));
         let d = decide(&self.spec, &self.status, &self.obs, self.now);
         self.status = d.status.clone();
         self.obs.router_weight = Some(d.weight);
