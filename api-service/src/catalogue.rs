@@ -1,7 +1,8 @@
 //! The scholarship catalogue in memory. Catalogue reads are public and cacheable by contract
 //! (`Cache-Control: public, max-age=60`, ETags), the catalogue is a few hundred rows that
-//! change rarely, and reading it from PostgreSQL cost a database round trip on every catalogue,
-//! eligibility and recommendation request (with the wake-ups it causes, the largest item of the
+//! change rarely, and reading it from PostgreSQL cost a database round trip on every
+//! single-scholarship, eligibility and recommendation request (the filtered, paginated list
+//! still queries PostgreSQL) (with the wake-ups it causes, the largest item of the
 //! profile after the kernel's own network path).
 //!
 //! A trigger NOTIFYs `catalogue_changed` on every write to `scholarships` (migration 0004).
@@ -130,6 +131,9 @@ async fn listen(state: &SharedState, backoff: &mut Duration) -> Result<(), sqlx:
     // A connection of its own, outside the pool: it is held for the life of the process and
     // must not count as a pool connection in use (`db_pool_connections`).
     let mut listener = PgListener::connect(state.config.database.database_url.as_str()).await?;
+    // A lost connection ends this feed (the caller reconnects, reloads and re-arms the caches):
+    // no silent reconnect that would be thrown away.
+    listener.eager_reconnect(false);
     listener
         .listen_all([CHANNEL, crate::application_cache::CHANNEL])
         .await?;

@@ -223,13 +223,13 @@ impl Metrics {
         let catalogue_reloads = Counter::default();
         registry.register(
             "catalogue_reloads",
-            "Loads of the in-memory catalogue (at start, and on each change PostgreSQL notifies)",
+            "Loads of the in-memory catalogue (at start, on each change PostgreSQL notifies, and every 20 s on a quiet feed)",
             catalogue_reloads.clone(),
         );
         let catalogue_in_memory = Gauge::default();
         registry.register(
             "catalogue_in_memory",
-            "1 while catalogue reads are served from memory (0: from PostgreSQL, the change feed is down)",
+            "1 while single-scholarship, eligibility and recommendation reads are served from memory (0: from PostgreSQL, the change feed is down)",
             catalogue_in_memory.clone(),
         );
 

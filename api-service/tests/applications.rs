@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::TestApp;
+use common::{TestApp, eventually, series_value};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -210,6 +210,8 @@ async fn applications_are_read_back_and_unknown_ids_are_404() {
 #[tokio::test]
 async fn read_backs_follow_changes_made_in_the_database() {
     let app = TestApp::start().await;
+    // The change feed is up (it carries the applications' notifications too): reads are cached.
+    eventually(|| async { (series_value(&app.metrics().await, &["catalogue_in_memory"]) == 1.0).then_some(()) }).await;
     let scholarship = open_scholarship(&app).await;
     let created: Value = post(&app, Some("cache-1"), &form(&scholarship, "Cached essay."))
         .await

@@ -139,15 +139,15 @@ async fn the_example_runbook_promotes_a_healthy_canary_with_every_gate_green() {
         TESTER_TOKEN,
         "--db-max-connections",
         "8",
-        // The students' proxy is the test host's peer.
-        "--trusted-proxies",
-        "10.254.0.0/16",
         // A small catalogue budget, so the cross-pod burst spends one window quickly.
         "--rate-limits",
         "catalogue=12/5s,applications=10/1m,default=60/1m",
     ]
     .map(str::to_owned)
     .to_vec();
+    // The students' proxy is the test host's peer.
+    flags.push("--trusted-proxies".into());
+    flags.push(format!("{}/32", host.peer_address()));
     flags.push("--redis-ca-file".into());
     flags.push(tls.ca_cert.display().to_string());
     flags.extend(idp.flags());

@@ -84,8 +84,9 @@ fn drill_spec() -> Value {
     })
 }
 
-/// Runs the drill with canary pods started with `redis_flags`; returns the drill's status
-/// row once judged, the promotion's status, and how long from the failover to the verdict.
+/// Runs the drill with canary pods that follow the Sentinels or only know the primary's URL;
+/// returns the drill's status row once judged, the promotion's status, and how long from the
+/// failover to the verdict.
 async fn drill_with(follow_sentinels: bool) -> (Value, Value, Duration) {
     let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
     let database_url = Postgres::shared().fresh_database();
@@ -96,13 +97,13 @@ async fn drill_with(follow_sentinels: bool) -> (Value, Value, Duration) {
         "--redis-url",
         &redis.primary.url(),
         "--insecure-no-auth",
-        "--trusted-proxies",
-        "10.254.0.0/16",
         "--db-max-connections",
         "4",
     ]
     .map(str::to_owned)
     .to_vec();
+    // The students' proxy is the test host's peer.
+    flags.extend(["--trusted-proxies".to_owned(), format!("{}/32", host.peer_address())]);
     if follow_sentinels {
         flags.extend(["--redis-sentinels".to_owned(), redis.sentinel_list()]);
         flags.extend(["--redis-master-name".to_owned(), MASTER.to_owned()]);

@@ -147,6 +147,22 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str) {
 }
 
 /// Reads the value of one series from Prometheus text, 0 when absent.
+/// Polls `f` every 20 ms for up to 2 s.
+pub async fn eventually<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "not within 2 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub fn series_value(metrics: &str, name_and_labels: &[&str]) -> f64 {
     metrics
         .lines()

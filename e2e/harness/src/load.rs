@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::error::Result;
 
 /// The catalogue queries sent, in turn, unless a config says otherwise.
-pub const CATALOGUE_PATHS: [&str; 4] = [
+const CATALOGUE_PATHS: [&str; 4] = [
     "/api/v1/scholarships?page_size=5",
     "/api/v1/scholarships?level=masters&page_size=5",
     "/api/v1/scholarships?field_of_study=computer-science&page_size=10",

@@ -74,15 +74,9 @@ pub async fn create_probe_secret(
     client_secret: &str,
     tester_token: &str,
 ) -> Result<()> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let data = json!({"tokenUrl": token_url, "clientId": client_id, "clientSecret": client_secret,
                       "testerToken": tester_token});
-    let secret = typed(
-        PROBE_SECRET,
-        json!({"metadata": {"name": PROBE_SECRET, "namespace": NAMESPACE}, "stringData": data}),
-    )?;
-    secrets.create(&PostParams::default(), &secret).await?;
-    Ok(())
+    create_secret(client, PROBE_SECRET, data).await
 }
 
 /// The EndpointSlice the endpoint controller would write for `service` with one ready pod at
@@ -306,8 +300,6 @@ async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The Secret the Redis gate connects with: the API's own `rediss://` URL (password included)
-/// and the CA that signed the server certificate.
 /// The primary's name in Sentinel, when the scenario runs Sentinels.
 pub const REDIS_MASTER_NAME: &str = "scholarship-redis";
 
@@ -315,15 +307,21 @@ pub const REDIS_MASTER_NAME: &str = "scholarship-redis";
 /// are any (the probe then follows them to the current primary).
 pub async fn create_redis_secret(client: &Client, url: &str, ca_file: &Path, sentinels: &[String]) -> Result<()> {
     let ca = std::fs::read_to_string(ca_file).map_err(HarnessError::io(format!("read {}", ca_file.display())))?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let mut data = json!({"url": url, "ca.crt": ca});
     if !sentinels.is_empty() {
         data["sentinels"] = json!(sentinels.join(","));
         data["masterName"] = json!(REDIS_MASTER_NAME);
     }
+    create_secret(client, REDIS_SECRET, data).await
+}
+
+/// Creates the Secret `name` in the API's namespace from string values, as `kubectl create
+/// secret generic --from-literal` would.
+async fn create_secret(client: &Client, name: &str, string_data: Value) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let secret = typed(
-        REDIS_SECRET,
-        json!({"metadata": {"name": REDIS_SECRET, "namespace": NAMESPACE}, "stringData": data}),
+        name,
+        json!({"metadata": {"name": name, "namespace": NAMESPACE}, "stringData": string_data}),
     )?;
     secrets.create(&PostParams::default(), &secret).await?;
     Ok(())

@@ -122,7 +122,7 @@ pub struct Stack {
     stable_api: ApiProcess,
     prometheus: testkit::Prometheus,
     _redis: testkit::RedisServer,
-    _redis_replica: testkit::RedisServer,
+    redis_replica: testkit::RedisServer,
     sentinels: Vec<testkit::Sentinel>,
     _postgres: testkit::Postgres,
     _idp: Option<Arc<testkit::idp::Idp>>,
@@ -446,7 +446,7 @@ impl Stack {
             stable_api,
             prometheus,
             _redis: redis,
-            _redis_replica: redis_replica,
+            redis_replica,
             sentinels,
             _postgres: postgres,
             _idp: idp,
@@ -463,7 +463,7 @@ impl Stack {
     }
 
     /// The Redis primary as the Sentinels name it (`host:port`), with Sentinels running.
-    pub fn redis_primary(&self) -> Option<String> {
+    fn redis_primary(&self) -> Option<String> {
         let answer = self
             .sentinels
             .first()?
@@ -480,13 +480,13 @@ impl Stack {
             .sentinels
             .first()
             .ok_or_else(|| not_ready("a Sentinel (set ScenarioConfig::redis_sentinels)", limit))?;
-        let replica = self._redis_replica.port().to_string();
+        let replica = self.redis_replica.port().to_string();
         let deadline = Instant::now() + limit;
         let before = loop {
             let known = sentinel
                 .cli(&["SENTINEL", "replicas", manifests::REDIS_MASTER_NAME])
                 .unwrap_or_default();
-            let synced = self._redis_replica.cli(&["INFO", "replication"]).unwrap_or_default();
+            let synced = self.redis_replica.cli(&["INFO", "replication"]).unwrap_or_default();
             if known.contains(&replica) && synced.contains("master_link_status:up") {
                 break self.redis_primary().unwrap_or_default();
             }

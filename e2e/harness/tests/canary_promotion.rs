@@ -227,11 +227,7 @@ async fn a_redis_failover_during_the_canary_costs_no_5xx_and_no_rollback() {
     let (failover, report) = tokio::time::timeout(timeout + Duration::from_secs(60), async {
         let stack = Stack::start(config, |line| eprintln!("started: {line}")).await.unwrap();
         // Once the canary carries real traffic (its second step), fail Redis over.
-        let deadline = Instant::now() + timeout;
-        while stack.promotion_status().await.unwrap()["weight"].as_u64().unwrap_or(0) < 30 {
-            assert!(Instant::now() < deadline, "the canary never reached 30 %");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_weight(&stack, 30, Instant::now() + timeout).await;
         let at = stack.elapsed();
         let (from, to) = stack.redis_failover(Duration::from_secs(60)).await.unwrap();
         let failover = format!("Redis primary {from} → {to}, {:.1} s into the run", at.as_secs_f64());

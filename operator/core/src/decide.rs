@@ -621,7 +621,7 @@ impl Tick<'_> {
         let mut first_failing: Option<String> = None;
         let mut first_other: Option<String> = None;
         let step = self.st.current_step;
-        for gate in plan.gates.iter().filter(|g| plan.applies_at(g, step)) {
+        for gate in plan.gates_at(step) {
             let previous = self.st.gates.iter().find(|g| g.name == gate.name);
             let previous_state = previous.map(|g| g.state);
             let (reading, note) = match (&gate.source, &drill) {
@@ -831,12 +831,7 @@ impl Tick<'_> {
         };
         st.step_label = format!("{}/{}", st.current_step, plan.steps.len());
         if st.gates_summary.is_empty() {
-            let judged = plan
-                .gates
-                .iter()
-                .filter(|g| plan.applies_at(g, st.current_step))
-                .count();
-            st.gates_summary = format!("0/{judged}");
+            st.gates_summary = format!("0/{}", plan.gates_at(st.current_step).count());
         }
         let requeue_after = if st.phase.is_terminal() {
             None

@@ -10,14 +10,12 @@
 use chrono::{DateTime, Utc};
 
 use crate::observation::{DrillEvent, Observation, Reading};
-use crate::plan::{DrillPlan, Plan};
+use crate::plan::{DrillPlan, GateSource, GateSpec, Plan};
 use crate::status::{DrillResult, DrillStatus};
 
 /// Readings the shell takes on drill steps, under these names, beside the gates'.
 pub const DRILL_5XX: &str = "redis.failoverDrill/errorRate5xx";
 pub const DRILL_LIMITER_ERRORS: &str = "redis.failoverDrill/limiterRedisErrors";
-/// The gates whose readings say whether latency came back.
-pub const LATENCY_GATES: [&str; 2] = ["sli.p95LatencyMs", "sli.redisP95LatencyMs"];
 
 /// What one tick made of the drill.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,14 +54,9 @@ pub fn tick(
     };
     let mut st = previous.clone();
     if let Some(result) = st.result {
-        let value = if result == DrillResult::Passed { 1.0 } else { 0.0 };
-        let reading = Reading::Probed {
-            value,
-            detail: st.message.clone(),
-        };
         return DrillTick {
+            reading: verdict_reading(result, &st),
             status: Some(st),
-            reading,
             note: None,
             event: None,
         };
@@ -100,11 +93,12 @@ pub fn tick(
             } else {
                 format!("{head}: {}", broken.join("; "))
             };
-            st.result = Some(if passed {
+            let result = if passed {
                 DrillResult::Passed
             } else {
                 DrillResult::Failed
-            });
+            };
+            st.result = Some(result);
             let event = (
                 !passed,
                 format!(
@@ -113,13 +107,9 @@ pub fn tick(
                     st.message
                 ),
             );
-            let reading = Reading::Probed {
-                value: if passed { 1.0 } else { 0.0 },
-                detail: st.message.clone(),
-            };
             DrillTick {
+                reading: verdict_reading(result, &st),
                 status: Some(st),
-                reading,
                 note: None,
                 event: Some(event),
             }
@@ -181,6 +171,14 @@ fn running(st: DrillStatus, note: String) -> DrillTick {
     }
 }
 
+/// The drill gate's reading once judged: 1 passed, 0 failed, with the verdict's message.
+fn verdict_reading(result: DrillResult, st: &DrillStatus) -> Reading {
+    Reading::Probed {
+        value: if result == DrillResult::Passed { 1.0 } else { 0.0 },
+        detail: st.message.clone(),
+    }
+}
+
 fn before_text(st: &DrillStatus) -> String {
     st.error_rate5xx_before
         .map_or_else(|| "unknown".to_owned(), |v| v.to_string())
@@ -194,7 +192,10 @@ fn verdict(plan: &Plan, st: &DrillStatus, obs: &Observation) -> Option<Vec<Strin
     let before = st.error_rate5xx_before.unwrap_or(0.0);
     // A ratio over a sliding window moves with traffic: a rise counts only past both its
     // value at the failover and the step's own 5xx gate.
-    let gate = plan.gates.iter().find(|g| g.name == "sli.errorRate5xx");
+    let gate = plan
+        .gates
+        .iter()
+        .find(|g| g.source == GateSource::Builtin("errorRate5xx"));
     if max > before + 1e-9 && gate.is_none_or(|g| !g.threshold.holds(max)) {
         let limit = gate.map_or_else(String::new, |g| format!(", beyond its gate {}", g.threshold));
         broken.push(format!(
@@ -208,7 +209,9 @@ fn verdict(plan: &Plan, st: &DrillStatus, obs: &Observation) -> Option<Vec<Strin
             "limiter errors did not return to zero ({limiter} in the last metric window)"
         ));
     }
-    for gate in plan.gates.iter().filter(|g| LATENCY_GATES.contains(&g.name.as_str())) {
+    // The step's latency gates: request p95 and the API's own Redis round trips.
+    let latency = |g: &&GateSpec| matches!(g.source, GateSource::Builtin("p95LatencyMs" | "redisP95LatencyMs"));
+    for gate in plan.gates.iter().filter(latency) {
         let latency = value(obs, &gate.name)?;
         if !gate.threshold.holds(latency) {
             broken.push(format!("{} is {latency} (want {})", gate.name, gate.threshold));

@@ -6,11 +6,6 @@ use chrono::TimeDelta;
 
 use crate::duration::{DurationError, parse_duration};
 use crate::spec::{BUILTIN_METRICS, NoDataPolicy, PostPromotion, PromotionSpec, PromotionStrategy};
-
-/// The built-in metric of this name, as the `'static` name the metric contract uses.
-fn builtin(name: &str) -> Option<&'static str> {
-    BUILTIN_METRICS.iter().copied().find(|m| *m == name)
-}
 use crate::threshold::{Threshold, ThresholdError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +282,11 @@ impl Plan {
         gate.source != GateSource::FailoverDrill || self.drill_at(step).is_some()
     }
 
+    /// The gates judged at `step` (1-based).
+    pub fn gates_at(&self, step: u32) -> impl Iterator<Item = &GateSpec> {
+        self.gates.iter().filter(move |g| self.applies_at(g, step))
+    }
+
     /// The drill of `step` (1-based), when it has one.
     pub fn drill_at(&self, step: u32) -> Option<DrillPlan> {
         let index = usize::try_from(step).ok()?.checked_sub(1)?;
@@ -378,10 +378,10 @@ fn compile_gates(spec: &PromotionSpec, drill: bool) -> Result<Vec<GateSpec>, Spe
             ("dbPoolUtilization", &sli.db_pool_utilization),
             ("redisP95LatencyMs", &sli.redis_p95_latency_ms),
         ] {
-            if let (Some(expr), Some(metric)) = (expr, builtin(key)) {
+            if let Some(expr) = expr {
                 push(
                     format!("sli.{key}"),
-                    GateSource::Builtin(metric),
+                    GateSource::Builtin(key),
                     format!("gates.sli.{key}"),
                     expr,
                     sli.no_data,
@@ -451,10 +451,10 @@ fn compile_gates(spec: &PromotionSpec, drill: bool) -> Result<Vec<GateSpec>, Spe
             )?;
         }
         // The canary's own view of Redis: its limiter's errors, from the metric source.
-        if let (Some(expr), Some(metric)) = (&redis.limiter_errors, builtin("limiterRedisErrors")) {
+        if let Some(expr) = &redis.limiter_errors {
             push(
                 "redis.limiterErrors".to_owned(),
-                GateSource::Builtin(metric),
+                GateSource::Builtin("limiterRedisErrors"),
                 "gates.redis.limiterErrors".to_owned(),
                 expr,
                 redis.no_data,
@@ -578,4 +578,38 @@ fn is_extra_label(key: &str) -> bool {
     let mut chars = key.chars();
     let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     starts_well && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !key.starts_with("__") && key != "track"
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Gate sources name their metrics as literals: each must be one of the contract's.
+    #[test]
+    fn every_builtin_gate_names_a_contract_metric() {
+        let spec: PromotionSpec = serde_json::from_value(serde_json::json!({
+            "stable": {"deployment": "s"}, "canary": {"deployment": "c"},
+            "traffic": {"replicas": {}}, "steps": [{"weight": 100, "bake": "1m"}],
+            "metrics": {"prometheus": {"address": "http://p:9090"}},
+            "gates": {
+                "sli": {"availability": "> 0", "p95LatencyMs": "> 0", "errorRate5xx": "> 0",
+                        "rateLimited429": "> 0", "openaiFallbackRate": "> 0",
+                        "dbPoolUtilization": "> 0", "redisP95LatencyMs": "> 0"},
+                "redis": {"secretRef": "r", "limiterErrors": "== 0"}
+            }
+        }))
+        .unwrap();
+        let plan = Plan::compile(&spec).unwrap();
+        let builtins: Vec<&str> = plan
+            .gates
+            .iter()
+            .filter_map(|g| match g.source {
+                GateSource::Builtin(metric) => Some(metric),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(builtins.len(), 8);
+        assert!(builtins.iter().all(|m| BUILTIN_METRICS.contains(m)), "{builtins:?}");
+    }
 }

@@ -568,7 +568,8 @@ pub struct ReplayProbe {
     pub tester_header: String,
 }
 
-/// The rate limit shared across pods, proven by a burst once per step: the operator sends
+/// The rate limit shared across pods, proven by a burst once per step (an inconclusive one is
+/// tried again the next interval): the operator sends
 /// requests to two pods in turn (two canary pods, or the canary's only pod and a stable one)
 /// until the limit refuses them. It holds when exactly the window's remaining quota (from the
 /// first answer's `RateLimit-Remaining`) was allowed across both pods, every 200 and 429

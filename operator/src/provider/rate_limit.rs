@@ -1,7 +1,8 @@
 //! The rate-limit probe: the limit is a budget shared by every pod through Redis, so the
 //! operator spends one window's budget across two pods and checks that exactly what was left
-//! got through. It runs once per step (a burst per interval would be load, not a probe), from
-//! the operator's own address, so users' budgets are untouched.
+//! got through. A conclusive burst stands for the step (a burst per interval would be load,
+//! not a probe); an inconclusive one is tried again the next interval. It runs from the
+//! operator's own address, so users' budgets are untouched.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,7 +20,8 @@ use super::secret::{SecretError, SecretKeys};
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// 429s seen before the burst stops: enough to show the refusal holds on both pods.
 const REFUSALS: usize = 4;
-/// Bound of the whole burst: the evaluation (rollback criteria included) waits for it.
+/// Bound of the whole burst, for intervals longer than this (the round cuts every probe at
+/// the interval anyway).
 const BURST_BUDGET: Duration = Duration::from_secs(10);
 
 /// What a spec asks the probe to do.

@@ -553,16 +553,19 @@ pub async fn failover(target: &Target) -> Result<FailedOver, String> {
                 .arg(&sentinels.master_name)
                 .query_async::<String>(&mut connection)
                 .await
+                // Another failover of this primary is running (ours, if an answer came late).
+                .or_else(|e| {
+                    if e.code() == Some("INPROG") {
+                        Ok(String::new())
+                    } else {
+                        Err(e)
+                    }
+                })
                 .map_err(|e| format!("sentinel {address}: {}", describe(&e))),
             Err(e) => Err(e),
         };
         match answer {
             Ok(_) => {
-                accepted = true;
-                break;
-            }
-            // Another failover of this primary is running (ours, if an answer came late).
-            Err(e) if e.contains("INPROG") => {
                 accepted = true;
                 break;
             }

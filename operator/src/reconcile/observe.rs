@@ -236,13 +236,12 @@ async fn probe_redis(cp: &CanaryPromotion, ctx: &Context, ns: &str, wanted: &Wan
 /// A drill step whose failover is not made yet, with the step's weight applied: the canary
 /// carries its share when Redis fails over. Not in a round `decide` will spend on something
 /// else (an action to apply, a new canary image), where the failover would go unrecorded.
-fn drill_due(plan: &Plan, cp: &CanaryPromotion, status: &CanaryPromotionStatus, observed: &Observation) -> bool {
+fn drill_due(plan: &Plan, status: &CanaryPromotionStatus, observed: &Observation) -> bool {
     let step = status.current_step;
     let action_pending = observed.action.is_some() && observed.action != status.last_applied_action;
     let new_image =
         plan.canary_image.as_ref().or(observed.canary_image.as_ref()) != status.observed_canary_image.as_ref();
     status.phase == Phase::Progressing
-        && status.observed_generation == cp.meta().generation
         && plan.drill_at(step).is_some()
         && status.drill.as_ref().is_none_or(|d| d.step != step)
         && observed.router_weight == Some(status.weight)
@@ -313,10 +312,15 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let generation = cp.meta().generation.unwrap_or(0);
     let status = cp.status.clone().unwrap_or_default();
+    let release = canary_core::release_digest(spec);
+    // The run the status describes: this generation's, or an earlier generation's of the same
+    // release (a pause, a resume, a webhook edited), which `decide` carries on.
+    let current =
+        status.observed_generation == Some(generation) || status.observed_release.as_deref() == Some(release.as_str());
     // After the promotion (or a rollback) the canary Deployment and the router object may be
     // cleaned up: the post-promotion watch needs only the stable track, and a finished run
     // nothing at all.
-    let done = status.observed_generation == Some(generation)
+    let done = current
         && matches!(
             status.phase,
             Phase::Watching | Phase::Promoted | Phase::RolledBack | Phase::Failed
@@ -342,7 +346,6 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
     };
     // Readings matter only while a step is being judged; skipping them otherwise keeps idle
     // and finished promotions from loading Prometheus.
-    let current = status.observed_generation == Some(generation);
     let window = window_for(interval(plan), ctx.min_window);
     let mut drill_secret = None;
     let (readings, mut unresolved) = match (status.phase, plan) {
@@ -361,7 +364,7 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
     };
     let mut obs = Observation {
         drill: None,
-        release: Some(canary_core::release_digest(spec)),
+        release: Some(release),
         generation,
         gates: readings.gates,
         criteria: readings.criteria,
@@ -376,7 +379,8 @@ pub async fn observe(cp: &CanaryPromotion, plan: Option<&Plan>, ctx: &Context, n
     };
     // After the readings: this round's 5xx ratio is the drill's "before".
     if let (Some(plan), Some(secret)) = (plan, drill_secret)
-        && drill_due(plan, cp, &status, &obs)
+        && current
+        && drill_due(plan, &status, &obs)
     {
         let (event, unusable) = fail_over(ctx, ns, &secret).await;
         if let (Some(reason), Some(unresolved)) = (unusable, unresolved.as_mut()) {

@@ -100,7 +100,7 @@ const RATE: u64 = 40;
 const STUDENTS: u64 = 200;
 
 /// Students: catalogue reads through a proxy (`X-Forwarded-For`, one address each; the pods
-/// must trust the test hosts' peers, `10.254.0.0/16`) and, with an IdP, one request in four
+/// must trust their test host's peer, `TestHost::peer_address`) and, with an IdP, one request in four
 /// for recommendations with a fresh token of their own, spread over `pods` in turn. Runs
 /// until `stop` (at most ten minutes); returns the count of answers that were not 2xx.
 pub fn students(pods: Vec<String>, idp: Option<Arc<Idp>>, stop: tokio::sync::watch::Receiver<bool>) -> Arc<AtomicU64> {
